@@ -1,0 +1,1 @@
+//! Turning traces into OTLP: OTLP/JSON documents and export to a receiver.

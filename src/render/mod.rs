@@ -1,0 +1,1 @@
+//! Human-readable output: the waterfall and the latency summary.

@@ -1,0 +1,1 @@
+//! podtrace's own logs and metrics.
