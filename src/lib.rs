@@ -7,6 +7,7 @@ pub mod controller;
 pub mod crd;
 pub mod export;
 pub mod ids;
+pub mod latency;
 pub mod observe;
 pub mod record;
 pub mod render;

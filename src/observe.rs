@@ -213,3 +213,576 @@ pub struct NodeFacts {
     /// `status.nodeInfo.architecture`.
     pub architecture: Option<String>,
 }
+
+// ---------------------------------------------------------------------------------------------
+// Conversions
+// ---------------------------------------------------------------------------------------------
+
+use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::api::events::v1 as events;
+
+/// Annotation carrying a W3C traceparent for the pod (KEP-5915).
+pub const TRACEPARENT_ANNOTATION: &str = "tracing.k8s.io/traceparent";
+/// Legacy annotation from the abandoned object-tracing KEP; its encoding was never standardised.
+pub const LEGACY_TRACE_CONTEXT_ANNOTATION: &str = "trace.kubernetes.io/context";
+
+/// Why an input value could not be turned into an [`Observation`].
+#[derive(Debug, thiserror::Error)]
+pub enum ObserveError {
+    /// A field the engine cannot work without is absent or empty.
+    #[error("{kind} has no {field}")]
+    MissingField {
+        /// Object kind (Pod, Event, Node, watch event).
+        kind: &'static str,
+        /// JSON path of the missing field.
+        field: &'static str,
+    },
+    /// The object does not match the Kubernetes schema of its kind.
+    #[error("malformed {kind}: {source}")]
+    Malformed {
+        /// Object kind.
+        kind: &'static str,
+        /// What the decoder objected to (names the field).
+        #[source]
+        source: serde_json::Error,
+    },
+    /// An object podtrace does not follow; callers usually skip it.
+    #[error("unsupported object {api_version}/{kind}")]
+    UnsupportedKind {
+        /// `apiVersion` as found.
+        api_version: String,
+        /// `kind` as found.
+        kind: String,
+    },
+    /// A BOOKMARK watch event: carries only a resourceVersion, nothing to observe.
+    #[error("watch BOOKMARK carries no object to observe")]
+    Bookmark,
+    /// An ERROR watch event (e.g. 410 Gone): the stream must be restarted by its reader.
+    #[error("watch ERROR event: {0}")]
+    WatchError(String),
+    /// A watch type that is none of ADDED, MODIFIED, DELETED, BOOKMARK, ERROR.
+    #[error("unknown watch event type {0:?}")]
+    UnknownWatchType(String),
+}
+
+impl Action {
+    /// Maps a watch event `type`. BOOKMARK and ERROR are typed errors so callers can tell
+    /// "skip this line" from "the stream broke".
+    pub fn from_watch_type(kind: &str) -> Result<Action, ObserveError> {
+        match kind {
+            "ADDED" => Ok(Action::Added),
+            "MODIFIED" => Ok(Action::Modified),
+            "DELETED" => Ok(Action::Deleted),
+            "BOOKMARK" => Err(ObserveError::Bookmark),
+            "ERROR" => Err(ObserveError::WatchError("watch stream reported an error".into())),
+            other => Err(ObserveError::UnknownWatchType(other.to_string())),
+        }
+    }
+}
+
+impl Object {
+    /// Decodes and reduces one object, dispatching on `apiVersion` and `kind`.
+    pub fn from_json(value: serde_json::Value) -> Result<Object, ObserveError> {
+        let api_version = value
+            .get("apiVersion")
+            .and_then(|v| v.as_str())
+            .ok_or(ObserveError::MissingField { kind: "object", field: "apiVersion" })?
+            .to_string();
+        let kind = value
+            .get("kind")
+            .and_then(|v| v.as_str())
+            .ok_or(ObserveError::MissingField { kind: "object", field: "kind" })?
+            .to_string();
+        match (api_version.as_str(), kind.as_str()) {
+            ("v1", "Pod") => {
+                let pod: core::Pod = serde_json::from_value(value)
+                    .map_err(|source| ObserveError::Malformed { kind: "Pod", source })?;
+                Ok(Object::Pod(Box::new(PodFacts::from_pod(&pod)?)))
+            }
+            ("v1", "Event") => {
+                let ev: core::Event = serde_json::from_value(value)
+                    .map_err(|source| ObserveError::Malformed { kind: "Event", source })?;
+                Ok(Object::Event(Box::new(EventFacts::from_core(&ev)?)))
+            }
+            ("events.k8s.io/v1", "Event") => {
+                let ev: events::Event = serde_json::from_value(value)
+                    .map_err(|source| ObserveError::Malformed { kind: "Event", source })?;
+                Ok(Object::Event(Box::new(EventFacts::from_events_v1(&ev)?)))
+            }
+            ("v1", "Node") => {
+                let node: core::Node = serde_json::from_value(value)
+                    .map_err(|source| ObserveError::Malformed { kind: "Node", source })?;
+                Ok(Object::Node(Box::new(NodeFacts::from_node(&node)?)))
+            }
+            _ => Err(ObserveError::UnsupportedKind { api_version, kind }),
+        }
+    }
+}
+
+fn non_empty(s: Option<&String>) -> Option<String> {
+    s.filter(|s| !s.is_empty()).cloned()
+}
+
+fn container_state(state: Option<&core::ContainerState>) -> ContainerState {
+    let Some(state) = state else { return ContainerState::Unknown };
+    if let Some(t) = &state.terminated {
+        return ContainerState::Terminated(terminated(t));
+    }
+    if let Some(r) = &state.running {
+        return ContainerState::Running { started_at: r.started_at.as_ref().map(|t| t.0) };
+    }
+    if let Some(w) = &state.waiting {
+        return ContainerState::Waiting {
+            reason: non_empty(w.reason.as_ref()),
+            message: non_empty(w.message.as_ref()),
+        };
+    }
+    ContainerState::Unknown
+}
+
+fn terminated(t: &core::ContainerStateTerminated) -> Terminated {
+    Terminated {
+        exit_code: t.exit_code,
+        reason: non_empty(t.reason.as_ref()),
+        started_at: t.started_at.as_ref().map(|t| t.0),
+        finished_at: t.finished_at.as_ref().map(|t| t.0),
+    }
+}
+
+fn join_containers(
+    specs: &[core::Container],
+    statuses: Option<&Vec<core::ContainerStatus>>,
+    init: bool,
+) -> Vec<ContainerFacts> {
+    specs
+        .iter()
+        .map(|c| {
+            let status = statuses.and_then(|s| s.iter().find(|s| s.name == c.name));
+            let mut facts = ContainerFacts {
+                name: c.name.clone(),
+                image: c.image.clone().unwrap_or_default(),
+                sidecar: init && c.restart_policy.as_deref() == Some("Always"),
+                ..ContainerFacts::default()
+            };
+            if let Some(s) = status {
+                facts.image_id = Some(s.image_id.clone()).filter(|s| !s.is_empty());
+                facts.restart_count = s.restart_count;
+                facts.ready = s.ready;
+                facts.state = container_state(s.state.as_ref());
+                facts.last_terminated =
+                    s.last_state.as_ref().and_then(|l| l.terminated.as_ref()).map(terminated);
+            }
+            facts
+        })
+        .collect()
+}
+
+impl PodFacts {
+    /// Reduces a Pod. Only the uid is required; everything else degrades to "unknown".
+    /// Env, command, args, volumes and annotations other than the two trace-context ones are
+    /// deliberately not copied.
+    pub fn from_pod(pod: &core::Pod) -> Result<PodFacts, ObserveError> {
+        let meta = &pod.metadata;
+        let uid = non_empty(meta.uid.as_ref())
+            .ok_or(ObserveError::MissingField { kind: "Pod", field: "metadata.uid" })?;
+        let annotation = |key: &str| {
+            meta.annotations.as_ref().and_then(|a| a.get(key)).filter(|v| !v.is_empty()).cloned()
+        };
+        let owner = meta.owner_references.as_ref().and_then(|refs| {
+            refs.iter()
+                .find(|r| r.controller == Some(true))
+                .or_else(|| refs.first())
+                .map(|r| (r.kind.clone(), r.name.clone()))
+        });
+        let spec = pod.spec.as_ref();
+        let status = pod.status.as_ref();
+        let conditions = status
+            .and_then(|s| s.conditions.as_ref())
+            .map(|cs| {
+                cs.iter()
+                    .map(|c| PodCondition {
+                        kind: c.type_.clone(),
+                        status: c.status == "True",
+                        last_transition: c.last_transition_time.as_ref().map(|t| t.0),
+                        reason: non_empty(c.reason.as_ref()),
+                        message: non_empty(c.message.as_ref()),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let init_containers = spec
+            .and_then(|s| s.init_containers.as_ref())
+            .map(|cs| join_containers(cs, status.and_then(|s| s.init_container_statuses.as_ref()), true))
+            .unwrap_or_default();
+        let containers = spec
+            .map(|s| join_containers(&s.containers, status.and_then(|s| s.container_statuses.as_ref()), false))
+            .unwrap_or_default();
+        Ok(PodFacts {
+            uid,
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+            resource_version: non_empty(meta.resource_version.as_ref()),
+            labels: meta.labels.clone().unwrap_or_default(),
+            traceparent: annotation(TRACEPARENT_ANNOTATION),
+            legacy_trace_context: annotation(LEGACY_TRACE_CONTEXT_ANNOTATION),
+            owner,
+            created: meta.creation_timestamp.as_ref().map(|t| t.0),
+            deleted: meta.deletion_timestamp.as_ref().map(|t| t.0),
+            node_name: spec.and_then(|s| non_empty(s.node_name.as_ref())),
+            scheduler_name: spec.and_then(|s| non_empty(s.scheduler_name.as_ref())),
+            phase: status.and_then(|s| non_empty(s.phase.as_ref())),
+            conditions,
+            init_containers,
+            containers,
+        })
+    }
+
+    /// The condition of the given type, if reported.
+    pub fn condition(&self, kind: &str) -> Option<&PodCondition> {
+        self.conditions.iter().find(|c| c.kind == kind)
+    }
+}
+
+impl EventFacts {
+    /// Reduces a core/v1 Event (what the kubelet writes; the scheduler's events.k8s.io/v1
+    /// events read back through core/v1 look like this too, with `eventTime` set and empty
+    /// `source`).
+    pub fn from_core(ev: &core::Event) -> Result<EventFacts, ObserveError> {
+        let meta = &ev.metadata;
+        let uid = non_empty(meta.uid.as_ref())
+            .ok_or(ObserveError::MissingField { kind: "Event", field: "metadata.uid" })?;
+        let obj = &ev.involved_object;
+        let source = ev.source.as_ref();
+        let series = ev.series.as_ref();
+        let count = series.and_then(|s| s.count).or(ev.count).unwrap_or(1).max(1);
+        Ok(EventFacts {
+            uid,
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+            resource_version: non_empty(meta.resource_version.as_ref()),
+            object_kind: obj.kind.clone().unwrap_or_default(),
+            object_uid: non_empty(obj.uid.as_ref()),
+            object_name: obj.name.clone().unwrap_or_default(),
+            object_namespace: non_empty(obj.namespace.as_ref()),
+            field_path: non_empty(obj.field_path.as_ref()),
+            reason: ev.reason.clone().unwrap_or_default(),
+            message: ev.message.clone().unwrap_or_default(),
+            warning: ev.type_.as_deref() == Some("Warning"),
+            component: source
+                .and_then(|s| non_empty(s.component.as_ref()))
+                .or_else(|| non_empty(ev.reporting_component.as_ref())),
+            host: source
+                .and_then(|s| non_empty(s.host.as_ref()))
+                .or_else(|| non_empty(ev.reporting_instance.as_ref())),
+            event_time: ev.event_time.as_ref().map(|t| t.0),
+            first_timestamp: ev.first_timestamp.as_ref().map(|t| t.0),
+            last_timestamp: ev.last_timestamp.as_ref().map(|t| t.0),
+            count,
+            series_last_observed: series.and_then(|s| s.last_observed_time.as_ref()).map(|t| t.0),
+        })
+    }
+
+    /// Reduces an events.k8s.io/v1 Event (what the scheduler writes).
+    pub fn from_events_v1(ev: &events::Event) -> Result<EventFacts, ObserveError> {
+        let meta = &ev.metadata;
+        let uid = non_empty(meta.uid.as_ref())
+            .ok_or(ObserveError::MissingField { kind: "Event", field: "metadata.uid" })?;
+        let obj = ev.regarding.as_ref();
+        let source = ev.deprecated_source.as_ref();
+        let series = ev.series.as_ref();
+        let count = series.map(|s| s.count).or(ev.deprecated_count).unwrap_or(1).max(1);
+        Ok(EventFacts {
+            uid,
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+            resource_version: non_empty(meta.resource_version.as_ref()),
+            object_kind: obj.and_then(|o| o.kind.clone()).unwrap_or_default(),
+            object_uid: obj.and_then(|o| non_empty(o.uid.as_ref())),
+            object_name: obj.and_then(|o| o.name.clone()).unwrap_or_default(),
+            object_namespace: obj.and_then(|o| non_empty(o.namespace.as_ref())),
+            field_path: obj.and_then(|o| non_empty(o.field_path.as_ref())),
+            reason: ev.reason.clone().unwrap_or_default(),
+            message: ev.note.clone().unwrap_or_default(),
+            warning: ev.type_.as_deref() == Some("Warning"),
+            component: non_empty(ev.reporting_controller.as_ref())
+                .or_else(|| source.and_then(|s| non_empty(s.component.as_ref()))),
+            host: source
+                .and_then(|s| non_empty(s.host.as_ref()))
+                .or_else(|| non_empty(ev.reporting_instance.as_ref())),
+            event_time: ev.event_time.as_ref().map(|t| t.0),
+            first_timestamp: ev.deprecated_first_timestamp.as_ref().map(|t| t.0),
+            last_timestamp: ev.deprecated_last_timestamp.as_ref().map(|t| t.0),
+            count,
+            series_last_observed: series.map(|s| s.last_observed_time.0),
+        })
+    }
+
+    /// The container the event is about, from `fieldPath` (`spec.containers{app}`,
+    /// `spec.initContainers{init}`, `spec.ephemeralContainers{dbg}`).
+    pub fn container_ref(&self) -> Option<ContainerRef> {
+        parse_field_path(self.field_path.as_deref()?)
+    }
+
+    /// Whether the event comes from a kubelet. Decided by reason and fieldPath/host as well as
+    /// by component, because simulated kubelets (KWOK) report `kwok_controller`.
+    pub fn is_kubelet(&self) -> bool {
+        if self.component.as_deref() == Some("kubelet") {
+            return true;
+        }
+        if self.is_scheduler() {
+            return false;
+        }
+        let kubelet_reason = matches!(
+            self.reason.as_str(),
+            "Pulling" | "Pulled" | "Created" | "Started" | "Killing" | "BackOff" | "Failed"
+                | "ErrImagePull" | "ImagePullBackOff" | "CrashLoopBackOff" | "Unhealthy"
+                | "FailedMount" | "FailedAttachVolume" | "FailedCreatePodSandBox"
+                | "FailedKillPod" | "SandboxChanged" | "FailedPostStartHook"
+                | "FailedPreStopHook" | "InspectFailed" | "ErrImageNeverPull"
+                | "NetworkNotReady" | "FailedSync" | "Preempting" | "ProbeWarning"
+        );
+        kubelet_reason && (self.field_path.is_some() || self.host.is_some())
+    }
+
+    /// Whether the event comes from a scheduler (`Scheduled`, `FailedScheduling`, …).
+    pub fn is_scheduler(&self) -> bool {
+        self.component.as_deref().is_some_and(|c| c.contains("scheduler"))
+            || matches!(self.reason.as_str(), "Scheduled" | "FailedScheduling")
+    }
+}
+
+/// Which container a kubelet event is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerRef {
+    /// `spec.initContainers{…}` rather than `spec.containers{…}`.
+    pub init: bool,
+    /// `spec.ephemeralContainers{…}` (not part of startup).
+    pub ephemeral: bool,
+    /// Container name.
+    pub name: String,
+}
+
+/// Parses `spec.containers{name}` style field paths; None for anything else.
+pub fn parse_field_path(path: &str) -> Option<ContainerRef> {
+    let (head, rest) = path.split_once('{')?;
+    let name = rest.strip_suffix('}')?;
+    if name.is_empty() || name.contains(['{', '}']) {
+        return None;
+    }
+    let (init, ephemeral) = match head {
+        "spec.containers" => (false, false),
+        "spec.initContainers" => (true, false),
+        "spec.ephemeralContainers" => (false, true),
+        _ => return None,
+    };
+    Some(ContainerRef { init, ephemeral, name: name.to_string() })
+}
+
+impl NodeFacts {
+    /// Reduces a Node to the attributes kubelet spans carry.
+    pub fn from_node(node: &core::Node) -> Result<NodeFacts, ObserveError> {
+        let name = non_empty(node.metadata.name.as_ref())
+            .ok_or(ObserveError::MissingField { kind: "Node", field: "metadata.name" })?;
+        let label = |k: &str| node.metadata.labels.as_ref().and_then(|l| non_empty(l.get(k)));
+        let info = node.status.as_ref().and_then(|s| s.node_info.as_ref());
+        Ok(NodeFacts {
+            name,
+            zone: label("topology.kubernetes.io/zone")
+                .or_else(|| label("failure-domain.beta.kubernetes.io/zone")),
+            region: label("topology.kubernetes.io/region")
+                .or_else(|| label("failure-domain.beta.kubernetes.io/region")),
+            instance_type: label("node.kubernetes.io/instance-type")
+                .or_else(|| label("beta.kubernetes.io/instance-type")),
+            kubelet_version: info.and_then(|i| non_empty(Some(&i.kubelet_version))),
+            container_runtime_version: info
+                .and_then(|i| non_empty(Some(&i.container_runtime_version))),
+            os_image: info.and_then(|i| non_empty(Some(&i.os_image))),
+            architecture: info.and_then(|i| non_empty(Some(&i.architecture))),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod_json() -> serde_json::Value {
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {
+                "name": "web-1", "namespace": "demo", "uid": "u-1", "resourceVersion": "42",
+                "creationTimestamp": "2026-11-21T10:00:00Z",
+                "annotations": {
+                    "tracing.k8s.io/traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                    "secret.example.com/token": "hunter2"
+                },
+                "ownerReferences": [
+                    {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d9f8", "uid": "o", "controller": true}
+                ]
+            },
+            "spec": {
+                "nodeName": "node-1",
+                "initContainers": [
+                    {"name": "init", "image": "busybox:1.36", "command": ["sh", "-c", "echo hunter2"]},
+                    {"name": "proxy", "image": "envoy:v1", "restartPolicy": "Always"}
+                ],
+                "containers": [
+                    {"name": "app", "image": "nginx:1.27", "env": [{"name": "PASSWORD", "value": "hunter2"}], "args": ["--token=hunter2"]}
+                ]
+            },
+            "status": {
+                "phase": "Pending",
+                "conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-11-21T10:00:01Z"}],
+                "initContainerStatuses": [
+                    {"name": "init", "image": "busybox:1.36", "imageID": "", "ready": false, "restartCount": 0,
+                     "state": {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": "2026-11-21T10:00:02Z", "finishedAt": "2026-11-21T10:00:03Z"}}}
+                ],
+                "containerStatuses": [
+                    {"name": "app", "image": "nginx:1.27", "imageID": "", "ready": false, "restartCount": 2,
+                     "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off"}},
+                     "lastState": {"terminated": {"exitCode": 1, "startedAt": "2026-11-21T10:00:04Z", "finishedAt": "2026-11-21T10:00:05Z"}}}
+                ]
+            }
+        })
+    }
+
+    #[test]
+    fn pod_conversion_joins_spec_and_status_without_secrets() {
+        let Object::Pod(p) = Object::from_json(pod_json()).unwrap() else { panic!("not a pod") };
+        assert_eq!(p.uid, "u-1");
+        assert_eq!(p.owner, Some(("ReplicaSet".into(), "web-7d9f8".into())));
+        assert!(p.traceparent.is_some());
+        assert_eq!(p.node_name.as_deref(), Some("node-1"));
+        assert_eq!(p.init_containers.len(), 2);
+        assert!(!p.init_containers[0].sidecar);
+        assert!(p.init_containers[1].sidecar);
+        assert!(matches!(p.init_containers[0].state, ContainerState::Terminated(ref t) if t.exit_code == 0));
+        assert_eq!(p.init_containers[1].state, ContainerState::Unknown);
+        assert_eq!(p.containers[0].restart_count, 2);
+        assert_eq!(p.containers[0].last_terminated.as_ref().map(|t| t.exit_code), Some(1));
+        assert!(p.condition("PodScheduled").is_some_and(|c| c.status));
+        assert!(!format!("{p:?}").contains("hunter2"), "env/command/args/annotations leaked");
+    }
+
+    #[test]
+    fn pod_without_uid_is_a_typed_error() {
+        let mut v = pod_json();
+        v["metadata"].as_object_mut().unwrap().remove("uid");
+        let err = Object::from_json(v).unwrap_err();
+        assert!(matches!(err, ObserveError::MissingField { kind: "Pod", field: "metadata.uid" }));
+        assert!(err.to_string().contains("metadata.uid"));
+    }
+
+    #[test]
+    fn malformed_and_unsupported() {
+        let mut v = pod_json();
+        v["spec"]["containers"] = json!("nope");
+        assert!(matches!(Object::from_json(v), Err(ObserveError::Malformed { kind: "Pod", .. })));
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}});
+        assert!(matches!(Object::from_json(cm), Err(ObserveError::UnsupportedKind { .. })));
+        assert!(matches!(Object::from_json(json!({"kind": "Pod"})), Err(ObserveError::MissingField { field: "apiVersion", .. })));
+        assert!(Object::from_json(json!(null)).is_err());
+        assert!(Object::from_json(json!([1, 2])).is_err());
+    }
+
+    #[test]
+    fn watch_types() {
+        assert_eq!(Action::from_watch_type("ADDED").unwrap(), Action::Added);
+        assert_eq!(Action::from_watch_type("MODIFIED").unwrap(), Action::Modified);
+        assert_eq!(Action::from_watch_type("DELETED").unwrap(), Action::Deleted);
+        assert!(matches!(Action::from_watch_type("BOOKMARK"), Err(ObserveError::Bookmark)));
+        assert!(matches!(Action::from_watch_type("ERROR"), Err(ObserveError::WatchError(_))));
+        assert!(matches!(Action::from_watch_type("added"), Err(ObserveError::UnknownWatchType(_))));
+    }
+
+    #[test]
+    fn scheduler_event_read_through_core_v1() {
+        let v = json!({
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": "web-1.1", "namespace": "demo", "uid": "e-1", "resourceVersion": "7"},
+            "involvedObject": {"kind": "Pod", "namespace": "demo", "name": "web-1", "uid": "u-1"},
+            "reason": "Scheduled", "message": "Successfully assigned demo/web-1 to node-1",
+            "source": {}, "firstTimestamp": null, "lastTimestamp": null, "type": "Normal",
+            "eventTime": "2026-11-21T10:00:00.812345Z",
+            "reportingComponent": "default-scheduler", "reportingInstance": "default-scheduler-cp"
+        });
+        let Object::Event(e) = Object::from_json(v).unwrap() else { panic!("not an event") };
+        assert_eq!(e.component.as_deref(), Some("default-scheduler"));
+        assert_eq!(e.event_time.map(|t| t.subsec_microsecond()), Some(812_345));
+        assert_eq!(e.count, 1);
+        assert!(e.is_scheduler());
+        assert!(!e.is_kubelet());
+    }
+
+    #[test]
+    fn kubelet_and_kwok_events() {
+        let mk = |component: &str| {
+            json!({
+                "apiVersion": "v1", "kind": "Event",
+                "metadata": {"name": "web-1.2", "namespace": "demo", "uid": "e-2"},
+                "involvedObject": {"kind": "Pod", "name": "web-1", "uid": "u-1", "fieldPath": "spec.initContainers{init}"},
+                "reason": "Pulled", "message": "x", "type": "Warning",
+                "source": {"component": component, "host": "node-1"},
+                "firstTimestamp": "2026-11-21T10:00:02Z", "lastTimestamp": "2026-11-21T10:00:09Z", "count": 3
+            })
+        };
+        for c in ["kubelet", "kwok_controller"] {
+            let Object::Event(e) = Object::from_json(mk(c)).unwrap() else { panic!("not an event") };
+            assert!(e.is_kubelet(), "{c}");
+            assert!(e.warning);
+            assert_eq!(e.count, 3);
+            assert_eq!(e.host.as_deref(), Some("node-1"));
+            assert_eq!(e.container_ref(), Some(ContainerRef { init: true, ephemeral: false, name: "init".into() }));
+        }
+    }
+
+    #[test]
+    fn events_v1_conversion() {
+        let v = json!({
+            "apiVersion": "events.k8s.io/v1", "kind": "Event",
+            "metadata": {"name": "web-1.3", "namespace": "demo", "uid": "e-3"},
+            "regarding": {"kind": "Pod", "namespace": "demo", "name": "web-1", "uid": "u-1"},
+            "reason": "FailedScheduling", "note": "0/3 nodes are available", "type": "Warning",
+            "eventTime": "2026-11-21T10:00:00.100000Z",
+            "series": {"count": 4, "lastObservedTime": "2026-11-21T10:00:30.500000Z"},
+            "reportingController": "default-scheduler", "reportingInstance": "default-scheduler-cp", "action": "Scheduling"
+        });
+        let Object::Event(e) = Object::from_json(v).unwrap() else { panic!("not an event") };
+        assert_eq!(e.count, 4);
+        assert_eq!(e.message, "0/3 nodes are available");
+        assert!(e.series_last_observed.is_some());
+        assert_eq!(e.object_uid.as_deref(), Some("u-1"));
+        assert!(e.is_scheduler());
+    }
+
+    #[test]
+    fn field_paths() {
+        assert_eq!(parse_field_path("spec.containers{app}").map(|c| (c.init, c.name)), Some((false, "app".into())));
+        assert_eq!(parse_field_path("spec.initContainers{i}").map(|c| c.init), Some(true));
+        assert!(parse_field_path("spec.ephemeralContainers{dbg}").is_some_and(|c| c.ephemeral));
+        for bad in ["", "spec.containers", "spec.containers{}", "spec.containers{a", "spec.volumes{x}", "spec.containers{a}{b}"] {
+            assert_eq!(parse_field_path(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn node_conversion() {
+        let v = json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": "node-1", "labels": {"topology.kubernetes.io/zone": "z1", "node.kubernetes.io/instance-type": "m6i.large"}},
+            "status": {"nodeInfo": {"architecture": "amd64", "bootID": "", "containerRuntimeVersion": "containerd://2.1.4",
+                "kernelVersion": "", "kubeProxyVersion": "", "kubeletVersion": "v1.36.3", "machineID": "", "operatingSystem": "linux",
+                "osImage": "Ubuntu", "systemUUID": ""}}
+        });
+        let Object::Node(n) = Object::from_json(v).unwrap() else { panic!("not a node") };
+        assert_eq!(n.zone.as_deref(), Some("z1"));
+        assert_eq!(n.region, None);
+        assert_eq!(n.instance_type.as_deref(), Some("m6i.large"));
+        assert_eq!(n.kubelet_version.as_deref(), Some("v1.36.3"));
+        assert!(matches!(
+            Object::from_json(json!({"apiVersion": "v1", "kind": "Node", "metadata": {}})),
+            Err(ObserveError::MissingField { kind: "Node", .. })
+        ));
+    }
+}

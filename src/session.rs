@@ -115,6 +115,22 @@ pub struct TraceSessionStatus {
     /// Startup latency percentiles over this session's completed traces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency: Option<LatencyStatus>,
+    /// Restart bookkeeping of the controller: which finished startups were already handed to
+    /// the exporter, so a restarted controller sends none of them again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export_watermark: Option<ExportWatermark>,
+}
+
+/// Every trace of the session whose startup finished at or before `before` was handed to the
+/// exporter (exported, or counted as dropped); so were the traces of the pods in `pods`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportWatermark {
+    /// Finish-time watermark.
+    pub before: Time,
+    /// UIDs of pods whose startup finished after `before` and whose trace was handed off.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pods: Vec<String>,
 }
 
 /// Startup latency percentiles, overall and per phase.

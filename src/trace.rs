@@ -87,6 +87,8 @@ pub enum Value {
     Float(f64),
     /// Boolean.
     Bool(bool),
+    /// List of strings (OTLP array value), e.g. `container.image.tags`.
+    StrList(Vec<String>),
 }
 
 /// A key/value attribute. Keys are static: the trace model fixes them.

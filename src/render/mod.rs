@@ -1,1 +1,4 @@
 //! Human-readable output: the waterfall and the latency summary.
+
+pub mod summary;
+pub mod waterfall;

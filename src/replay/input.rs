@@ -1,0 +1,558 @@
+//! Reading recorded watch streams: what `kubectl get … --watch --output-watch-events -o json`
+//! and `kubectl get -o json` write, one or many files, plain or gzip.
+//!
+//! # Accepted values
+//! A file is a sequence of JSON values, pretty-printed or one per line:
+//! - watch events `{"type": "ADDED"|"MODIFIED"|"DELETED"|"BOOKMARK"|"ERROR", "object": {…}}`,
+//!   optionally with `"observedAt": "<RFC 3339>"` beside `type` (what `podtrace record` adds);
+//! - `kind: List` documents (`kubectl get -o json`): every item is read as ADDED;
+//! - plain objects (anything with `apiVersion` and `kind`): read as ADDED.
+//!
+//! Pods, core/v1 and events.k8s.io/v1 Events and Nodes are observed; other kinds and
+//! BOOKMARKs are skipped and counted. A gzip file is recognised by its magic bytes.
+//!
+//! # Merge order
+//! Several files are merged into one stream by `metadata.resourceVersion`, streaming: one
+//! record per file is buffered, never whole files. The rule: every record gets a merge key,
+//! its resourceVersion when that is a decimal integer, otherwise the key of the record before
+//! it in the same file (0 at the start). The record with the smallest key goes next; ties go
+//! to the file named first. So each file's own order is always kept (a record without a
+//! numeric resourceVersion stays right after its predecessor), and files are interleaved by
+//! resourceVersion, which Kubernetes assigns from one etcd revision counter — unless Events
+//! are stored in a separate etcd, in which case the interleaving is still valid but coarser.
+//!
+//! # Errors
+//! A value that cannot be read is reported as `FILE:LINE: reason`, with the line where the
+//! offending value (or, for JSON syntax errors, the offending character) is; reading then
+//! resumes at the next value. A value is taken to start at a `{` in the first column, which
+//! holds for both kubectl output styles, so a truncated value does not swallow the next one.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, IsTerminal, Read};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use jiff::Timestamp;
+use serde_json::Value;
+
+use crate::observe::{Action, Object, ObserveError, Observation};
+
+/// Largest single JSON value accepted; beyond it the value is reported and skipped, so garbage
+/// input cannot exhaust memory. `kubectl get -o json` of a large cluster stays well below.
+pub const MAX_VALUE_BYTES: usize = 512 << 20;
+
+/// A value that could not be read, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}: {reason}")]
+pub struct InputError {
+    /// File name as given (`-` for stdin).
+    pub file: String,
+    /// 1-based line.
+    pub line: u64,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// Why a record was skipped rather than observed (not an error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skip {
+    /// A watch BOOKMARK.
+    Bookmark,
+    /// An object of a kind podtrace does not follow (`apiVersion/kind`).
+    Unsupported(String),
+}
+
+/// One item of the merged stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    /// An observation for the engine, with where it came from.
+    Observation {
+        /// The observation.
+        observation: Observation,
+        /// Source file.
+        file: Arc<str>,
+        /// Line where its value starts.
+        line: u64,
+    },
+    /// Something deliberately skipped.
+    Skipped(Skip),
+}
+
+/// Where an input comes from.
+pub enum Source {
+    /// A file path (`-` is stdin).
+    Path(String),
+    /// In-memory bytes with a display name (tests, benchmarks).
+    Bytes {
+        /// Name used in error messages.
+        name: String,
+        /// Content (plain or gzip).
+        data: Arc<[u8]>,
+    },
+}
+
+/// Counts bytes read from the underlying input (for the progress bar).
+struct Counting<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Opens a source, transparently gunzipping. Returns the reader and the raw size when known.
+fn open(source: &Source, count: Arc<AtomicU64>) -> io::Result<(Box<dyn BufRead + Send>, Option<u64>)> {
+    let (raw, size): (Box<dyn Read + Send>, Option<u64>) = match source {
+        Source::Path(p) if p == "-" => (Box::new(io::stdin()), None),
+        Source::Path(p) => {
+            let f = File::open(p)?;
+            let size = f.metadata().ok().map(|m| m.len());
+            (Box::new(f), size)
+        }
+        Source::Bytes { data, .. } => (Box::new(io::Cursor::new(data.clone())), Some(data.len() as u64)),
+    };
+    let mut buffered = BufReader::with_capacity(256 << 10, Counting { inner: raw, count });
+    let gzip = buffered.fill_buf()?.starts_with(&[0x1f, 0x8b]);
+    if gzip {
+        let dec = flate2::bufread::MultiGzDecoder::new(buffered);
+        Ok((Box::new(BufReader::with_capacity(256 << 10, dec)), size))
+    } else {
+        Ok((Box::new(buffered), size))
+    }
+}
+
+/// Splits a byte stream into top-level JSON values, tracking lines.
+struct Splitter {
+    reader: Box<dyn BufRead + Send>,
+    /// Line of the next unread byte.
+    line: u64,
+    /// At the first column of a line.
+    line_start: bool,
+    /// A value that begins at the current position was already detected (resync).
+    pending_start: bool,
+    /// Skipping an oversized value up to the next `{` in column 0.
+    skipping: bool,
+    eof: bool,
+}
+
+/// One raw top-level value.
+struct RawValue {
+    bytes: Vec<u8>,
+    line: u64,
+    /// Set when the splitter already knows the value is broken.
+    broken: Option<String>,
+}
+
+impl Splitter {
+    fn new(reader: Box<dyn BufRead + Send>) -> Self {
+        Splitter { reader, line: 1, line_start: true, pending_start: false, skipping: false, eof: false }
+    }
+
+    /// The next value, or None at the end. I/O errors end the file.
+    fn next_value(&mut self) -> Option<Result<RawValue, (u64, String)>> {
+        if self.eof {
+            return None;
+        }
+        let mut bytes = Vec::new();
+        let mut start_line = self.line;
+        let mut depth = 0usize;
+        let mut in_string = false;
+        let mut escaped = false;
+        let mut started = false;
+        // Garbage outside any value: collected until the end of its line.
+        let mut garbage = false;
+        loop {
+            let buf = match self.reader.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.eof = true;
+                    return Some(Err((self.line, format!("read error: {e}"))));
+                }
+            };
+            if buf.is_empty() {
+                self.eof = true;
+                if garbage {
+                    return Some(Ok(RawValue { bytes, line: start_line, broken: Some("not JSON".into()) }));
+                }
+                if started {
+                    return Some(Ok(RawValue {
+                        bytes,
+                        line: start_line,
+                        broken: Some("unexpected end of input inside a JSON value".into()),
+                    }));
+                }
+                return None;
+            }
+            let mut consumed = 0;
+            let mut done: Option<RawValue> = None;
+            for &b in buf {
+                if started
+                    && self.line_start
+                    && b == b'{'
+                    && (depth > 0 || in_string)
+                    && !self.pending_start
+                {
+                    // A new value begins in column 0 while the previous is unfinished: the
+                    // previous one was truncated. Report it; restart here without consuming.
+                    self.pending_start = true;
+                    done = Some(RawValue {
+                        bytes: std::mem::take(&mut bytes),
+                        line: start_line,
+                        broken: Some("unexpected end of JSON value (truncated?)".into()),
+                    });
+                    break;
+                }
+                self.pending_start = false;
+                if self.skipping {
+                    if self.line_start && b == b'{' {
+                        self.skipping = false;
+                    } else {
+                        consumed += 1;
+                        self.line_start = b == b'\n';
+                        if b == b'\n' {
+                            self.line += 1;
+                        }
+                        continue;
+                    }
+                }
+                consumed += 1;
+                self.line_start = b == b'\n';
+                if garbage {
+                    if b == b'\n' {
+                        self.line += 1;
+                        done = Some(RawValue {
+                            bytes: std::mem::take(&mut bytes),
+                            line: start_line,
+                            broken: Some("not JSON".into()),
+                        });
+                        break;
+                    }
+                    if bytes.len() < 200 {
+                        bytes.push(b);
+                    }
+                    continue;
+                }
+                if !started {
+                    match b {
+                        b'\n' => {
+                            self.line += 1;
+                            continue;
+                        }
+                        b' ' | b'\t' | b'\r' => continue,
+                        b'\xEF' | b'\xBB' | b'\xBF' if self.line == 1 => {
+                            // A UTF-8 byte order mark: ignore.
+                            continue;
+                        }
+                        b'{' | b'[' => {
+                            started = true;
+                            start_line = self.line;
+                            depth = 1;
+                            bytes.push(b);
+                            continue;
+                        }
+                        _ => {
+                            garbage = true;
+                            start_line = self.line;
+                            bytes.push(b);
+                            continue;
+                        }
+                    }
+                }
+                bytes.push(b);
+                if b == b'\n' {
+                    self.line += 1;
+                }
+                if in_string {
+                    if escaped {
+                        escaped = false;
+                    } else if b == b'\\' {
+                        escaped = true;
+                    } else if b == b'"' {
+                        in_string = false;
+                    }
+                    continue;
+                }
+                match b {
+                    b'"' => in_string = true,
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth = depth.saturating_sub(1);
+                        if depth == 0 {
+                            done = Some(RawValue { bytes: std::mem::take(&mut bytes), line: start_line, broken: None });
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            self.reader.consume(consumed);
+            if let Some(v) = done {
+                return Some(Ok(v));
+            }
+            if bytes.len() > MAX_VALUE_BYTES {
+                // Report this one and skip to the next value start.
+                self.skipping = true;
+                return Some(Ok(RawValue {
+                    bytes: Vec::new(),
+                    line: start_line,
+                    broken: Some(format!("JSON value larger than {MAX_VALUE_BYTES} bytes")),
+                }));
+            }
+        }
+    }
+}
+
+/// Reads one file into records, expanding Lists.
+pub struct FileReader {
+    name: Arc<str>,
+    splitter: Splitter,
+    pending: VecDeque<(Result<Record, InputError>, Option<u64>)>,
+}
+
+/// The numeric resourceVersion of a Kubernetes object, if it has one.
+fn numeric_rv(object: &Value) -> Option<u64> {
+    object.get("metadata")?.get("resourceVersion")?.as_str()?.parse().ok()
+}
+
+impl FileReader {
+    /// Opens `source`.
+    pub fn open(source: &Source, count: Arc<AtomicU64>) -> io::Result<(FileReader, Option<u64>)> {
+        let name: Arc<str> = match source {
+            Source::Path(p) => p.as_str().into(),
+            Source::Bytes { name, .. } => name.as_str().into(),
+        };
+        let (reader, size) = open(source, count)?;
+        Ok((FileReader { name, splitter: Splitter::new(reader), pending: VecDeque::new() }, size))
+    }
+
+    fn err(&self, line: u64, reason: impl Into<String>) -> InputError {
+        InputError { file: self.name.to_string(), line, reason: reason.into() }
+    }
+
+    /// Turns one object into a record.
+    fn object(
+        &self,
+        action: Result<Action, ObserveError>,
+        object: Value,
+        observed_at: Option<Timestamp>,
+        line: u64,
+    ) -> (Result<Record, InputError>, Option<u64>) {
+        let rv = numeric_rv(&object);
+        let action = match action {
+            Ok(a) => a,
+            Err(ObserveError::Bookmark) => return (Ok(Record::Skipped(Skip::Bookmark)), rv),
+            Err(ObserveError::WatchError(_)) => {
+                let msg = object.get("message").and_then(Value::as_str).unwrap_or("no message");
+                return (Err(self.err(line, format!("watch ERROR event: {msg}"))), rv);
+            }
+            Err(e) => return (Err(self.err(line, e.to_string())), rv),
+        };
+        match Object::from_json(object) {
+            Ok(object) => (
+                Ok(Record::Observation {
+                    observation: Observation { action, object, observed_at },
+                    file: self.name.clone(),
+                    line,
+                }),
+                rv,
+            ),
+            Err(ObserveError::UnsupportedKind { api_version, kind }) => {
+                (Ok(Record::Skipped(Skip::Unsupported(format!("{api_version}/{kind}")))), rv)
+            }
+            Err(e) => (Err(self.err(line, e.to_string())), rv),
+        }
+    }
+
+    /// Parses one raw value into zero or more records (a List expands to its items).
+    fn expand(&mut self, raw: RawValue) {
+        if let Some(reason) = raw.broken {
+            let e = self.err(raw.line, reason);
+            self.pending.push_back((Err(e), None));
+            return;
+        }
+        let value: Value = match serde_json::from_slice(&raw.bytes) {
+            Ok(v) => v,
+            Err(e) => {
+                // serde_json counts lines from the value's own first line.
+                let line = raw.line + (e.line() as u64).saturating_sub(1);
+                let e = self.err(line, format!("invalid JSON: {e}"));
+                self.pending.push_back((Err(e), None));
+                return;
+            }
+        };
+        let Value::Object(mut map) = value else {
+            let e = self.err(raw.line, "expected a JSON object (watch event, List or Kubernetes object)");
+            self.pending.push_back((Err(e), None));
+            return;
+        };
+        if let Some(kind) = map.get("type") {
+            let Some(kind) = kind.as_str() else {
+                let e = self.err(raw.line, "watch event \"type\" is not a string");
+                self.pending.push_back((Err(e), None));
+                return;
+            };
+            let action = Action::from_watch_type(kind);
+            let observed_at = match map.get("observedAt") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) => match s.parse::<Timestamp>() {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        let e = self.err(raw.line, format!("invalid observedAt {s:?}: {e}"));
+                        self.pending.push_back((Err(e), None));
+                        return;
+                    }
+                },
+                Some(_) => {
+                    let e = self.err(raw.line, "observedAt is not a string");
+                    self.pending.push_back((Err(e), None));
+                    return;
+                }
+            };
+            let Some(object) = map.remove("object") else {
+                let r = match action {
+                    Err(ObserveError::Bookmark) => Ok(Record::Skipped(Skip::Bookmark)),
+                    _ => Err(self.err(raw.line, "watch event has no \"object\"")),
+                };
+                self.pending.push_back((r, None));
+                return;
+            };
+            let rec = self.object(action, object, observed_at, raw.line);
+            self.pending.push_back(rec);
+            return;
+        }
+        let is_list = map.get("kind").and_then(Value::as_str).is_some_and(|k| k == "List" || k.ends_with("List"))
+            && map.get("items").is_some_and(Value::is_array);
+        if is_list {
+            if let Some(Value::Array(items)) = map.remove("items") {
+                for item in items {
+                    let rec = self.object(Ok(Action::Added), item, None, raw.line);
+                    self.pending.push_back(rec);
+                }
+            }
+            return;
+        }
+        if map.contains_key("apiVersion") && map.contains_key("kind") {
+            let rec = self.object(Ok(Action::Added), Value::Object(map), None, raw.line);
+            self.pending.push_back(rec);
+            return;
+        }
+        let e = self.err(raw.line, "not a watch event, List or Kubernetes object (no \"type\" or \"kind\")");
+        self.pending.push_back((Err(e), None));
+    }
+
+    /// The next record with its numeric resourceVersion (if any).
+    pub fn next_record(&mut self) -> Option<(Result<Record, InputError>, Option<u64>)> {
+        loop {
+            if let Some(r) = self.pending.pop_front() {
+                return Some(r);
+            }
+            match self.splitter.next_value()? {
+                Ok(raw) => self.expand(raw),
+                Err((line, reason)) => return Some((Err(self.err(line, reason)), None)),
+            }
+        }
+    }
+}
+
+struct Head {
+    record: Result<Record, InputError>,
+    key: u64,
+}
+
+/// The merged stream over several files (see the module docs for the order).
+pub struct Inputs {
+    files: Vec<FileReader>,
+    heads: Vec<Option<Head>>,
+    last_key: Vec<u64>,
+    bytes_read: Arc<AtomicU64>,
+    total_bytes: Option<u64>,
+}
+
+impl Inputs {
+    /// Opens every source. Fails if one cannot be opened (a missing file is an error of the
+    /// whole invocation, not of one value).
+    pub fn open(sources: &[Source]) -> io::Result<Inputs> {
+        let bytes_read = Arc::new(AtomicU64::new(0));
+        let mut files = Vec::new();
+        let mut total = Some(0u64);
+        for s in sources {
+            let (f, size) = FileReader::open(s, bytes_read.clone()).map_err(|e| {
+                let name = match s {
+                    Source::Path(p) => p.clone(),
+                    Source::Bytes { name, .. } => name.clone(),
+                };
+                io::Error::new(e.kind(), format!("{name}: {e}"))
+            })?;
+            total = total.zip(size).map(|(a, b)| a + b);
+            files.push(f);
+        }
+        let n = files.len();
+        let mut inputs =
+            Inputs { files, heads: (0..n).map(|_| None).collect(), last_key: vec![0; n], bytes_read, total_bytes: total };
+        for i in 0..n {
+            inputs.refill(i);
+        }
+        Ok(inputs)
+    }
+
+    /// Opens files by path (`-` for stdin).
+    pub fn open_paths<P: AsRef<Path>>(paths: &[P]) -> io::Result<Inputs> {
+        let sources: Vec<Source> =
+            paths.iter().map(|p| Source::Path(p.as_ref().to_string_lossy().into_owned())).collect();
+        Self::open(&sources)
+    }
+
+    fn refill(&mut self, i: usize) {
+        self.heads[i] = self.files[i].next_record().map(|(record, rv)| {
+            let key = rv.unwrap_or(self.last_key[i]);
+            self.last_key[i] = key;
+            Head { record, key }
+        });
+    }
+
+    /// Raw bytes read so far (compressed bytes for gzip input).
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read.load(Ordering::Relaxed)
+    }
+
+    /// Total raw size of all inputs, when every input is a regular file or in memory.
+    pub fn total_bytes(&self) -> Option<u64> {
+        self.total_bytes
+    }
+
+    /// Whether a progress bar makes sense: stderr is a terminal and the input is large.
+    pub fn wants_progress(&self) -> bool {
+        io::stderr().is_terminal() && self.total_bytes.is_some_and(|t| t > 16 << 20)
+    }
+}
+
+impl Iterator for Inputs {
+    type Item = Result<Record, InputError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        // Errors do not wait for their turn: report them as soon as they are read.
+        let mut best: Option<(u64, usize)> = None;
+        for (i, h) in self.heads.iter().enumerate() {
+            let Some(h) = h else { continue };
+            if h.record.is_err() {
+                best = Some((0, i));
+                break;
+            }
+            if best.is_none_or(|(k, _)| h.key < k) {
+                best = Some((h.key, i));
+            }
+        }
+        let (_, i) = best?;
+        let head = self.heads[i].take()?;
+        self.refill(i);
+        Some(head.record)
+    }
+}

@@ -1,0 +1,293 @@
+//! Scenario tests: hand-written watch streams in, span trees out.
+
+mod engine_common;
+
+use engine_common::*;
+use jiff::{SignedDuration, Timestamp};
+use podtrace::timeline::Config;
+use podtrace::trace::{Outcome, Service, Status, Value};
+
+const SCENARIOS: &[&str] = &[
+    "multi-container-init",
+    "cached-images",
+    "failed-scheduling",
+    "image-pull-failure",
+    "crash-loop",
+    "deleted-before-ready",
+    "late-duplicate-out-of-order",
+    "mid-startup",
+];
+
+fn ts(s: &str) -> Timestamp {
+    s.parse().expect("timestamp")
+}
+
+#[test]
+fn every_scenario_satisfies_invariants_and_is_deterministic() {
+    for name in SCENARIOS {
+        let a = one_trace(name);
+        check_invariants(&a);
+        let b = one_trace(name);
+        assert_eq!(a, b, "{name}: two runs differ");
+    }
+}
+
+#[test]
+fn multi_container_init_tree() {
+    let t = one_trace("multi-container-init");
+    assert_eq!(t.outcome, Outcome::Ready);
+    assert!(!t.partial);
+    let rp = t.remote_parent.expect("traceparent honoured");
+    assert_eq!(t.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(rp.span_id.to_string(), "00f067aa0ba902b7");
+    let names: Vec<(&str, Option<&str>)> = t
+        .spans
+        .iter()
+        .map(|s| (s.name, attr_str(s, "k8s.container.name")))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("pod.startup", None),
+            ("pod.schedule", None),
+            ("pod.sandbox", None),
+            ("container.init", Some("migrate")),
+            ("container.image_pull", Some("migrate")),
+            ("container.create", Some("migrate")),
+            ("container.start", Some("migrate")),
+            ("container.startup", Some("proxy")),
+            ("container.image_pull", Some("proxy")),
+            ("container.create", Some("proxy")),
+            ("container.start", Some("proxy")),
+            ("container.startup", Some("app")),
+            ("container.image_pull", Some("app")),
+            ("container.create", Some("app")),
+            ("container.start", Some("app")),
+            ("container.startup", Some("metrics")),
+            ("container.image_pull", Some("metrics")),
+            ("container.create", Some("metrics")),
+            ("container.start", Some("metrics")),
+            ("pod.readiness", None),
+        ]
+    );
+    let root = &t.spans[0];
+    assert_eq!(root.service, Service::Podtrace);
+    assert_eq!(root.start, ts("2026-11-21T10:00:00Z"));
+    assert_eq!(root.end, ts("2026-11-21T10:00:19Z"));
+    assert_eq!(attr_str(root, "podtrace.timing.end_source"), Some("condition.Ready"));
+    assert_eq!(attr_str(root, "k8s.deployment.name"), Some("shop"));
+    assert_eq!(attr_str(root, "k8s.replicaset.name"), Some("shop-7d9f8c6b5"));
+    assert_eq!(attr_str(root, "podtrace.outcome"), Some("ready"));
+
+    let sched = span(&t, "pod.schedule");
+    assert_eq!(sched.service, Service::Scheduler);
+    assert_eq!(sched.end, ts("2026-11-21T10:00:00.812345Z"), "µs eventTime used");
+    assert_eq!(attr_str(sched, "podtrace.timing.end_source"), Some("event.eventTime"));
+
+    let sandbox = span(&t, "pod.sandbox");
+    assert_eq!(sandbox.service, Service::Kubelet { node: "node-a".into() });
+    assert_eq!(attr_str(sandbox, "podtrace.timing.end_source"), Some("condition.PodReadyToStartContainers"));
+    assert_eq!(attr_str(sandbox, "cloud.availability_zone"), Some("eu-west-1a"));
+    assert_eq!(attr_str(sandbox, "k8s.kubelet.version"), Some("v1.36.3"));
+
+    let init = span(&t, "container.init");
+    assert_eq!(init.end, ts("2026-11-21T10:00:08Z"));
+    assert_eq!(attr_str(init, "podtrace.timing.end_source"), Some("status.finishedAt"));
+
+    // The app pull lasts the "including waiting" figure from Pulling.
+    let pulls = spans(&t, "container.image_pull");
+    let app_pull = pulls.iter().find(|s| attr_str(s, "k8s.container.name") == Some("app")).expect("app pull");
+    assert_eq!(app_pull.duration(), SignedDuration::from_millis(3900));
+    assert_eq!(attr_str(app_pull, "podtrace.timing.end_source"), Some("pulled.message"));
+    assert_eq!(attr(app_pull, "podtrace.image.size_bytes"), Some(&Value::Int(48_213_211)));
+    assert_eq!(attr(app_pull, "podtrace.image.pull_duration_ms"), Some(&Value::Float(3100.0)));
+    assert_eq!(attr_str(app_pull, "container.image.name"), Some("ghcr.io/acme/shop"));
+    assert_eq!(attr(app_pull, "container.image.tags"), Some(&Value::StrList(vec!["1.4.2".into()])));
+    let metrics_pull = pulls.iter().find(|s| attr_str(s, "k8s.container.name") == Some("metrics")).expect("metrics pull");
+    assert_eq!(attr(metrics_pull, "podtrace.image.cached"), Some(&Value::Bool(true)));
+
+    // Sidecar is done when started, not when it exits.
+    let proxy = t.spans.iter().find(|s| attr_str(s, "k8s.container.name") == Some("proxy") && s.name == "container.startup").unwrap();
+    assert_eq!(attr_str(proxy, "podtrace.container.kind"), Some("sidecar"));
+    assert_eq!(proxy.end, ts("2026-11-21T10:00:11Z"));
+
+    let readiness = span(&t, "pod.readiness");
+    assert_eq!(readiness.start, ts("2026-11-21T10:00:16Z"));
+    assert_eq!(readiness.end, ts("2026-11-21T10:00:19Z"));
+
+    let phase = |n: &str| t.phases.iter().find(|(k, _)| *k == n).map(|(_, d)| *d);
+    assert_eq!(phase("total"), Some(SignedDuration::from_secs(19)));
+    assert_eq!(phase("create_to_schedule"), Some(SignedDuration::from_micros(812_345)));
+    // CL2: watch = first observation with phase Running (10:00:17.000), run = latest startedAt (16 s).
+    assert_eq!(phase("run_to_watch"), Some(SignedDuration::from_secs(1)));
+    assert_eq!(phase("pod_startup"), Some(SignedDuration::from_secs(17)));
+    assert!(phase("init_containers").is_some());
+}
+
+#[test]
+fn cached_images_with_kwok_component() {
+    let t = one_trace("cached-images");
+    assert_eq!(t.outcome, Outcome::Ready);
+    assert!(t.remote_parent.is_none());
+    assert_eq!(t.trace_id, podtrace::ids::trace_id("22222222-bbbb-4000-8000-000000000002"));
+    let pull = span(&t, "container.image_pull");
+    assert_eq!(attr(pull, "podtrace.image.cached"), Some(&Value::Bool(true)));
+    assert_eq!(pull.duration(), SignedDuration::ZERO);
+    assert_eq!(span(&t, "container.startup").service, Service::Kubelet { node: "kwok-node-0".into() });
+    assert_eq!(attr_str(&t.spans[0], "k8s.deployment.name"), Some("web"));
+    // Without observation times, ClusterLoader2's watch-based phases are unknown, not invented.
+    assert!(!t.phases.iter().any(|(k, _)| *k == "run_to_watch" || *k == "pod_startup"));
+}
+
+#[test]
+fn failed_scheduling_then_scheduled() {
+    let t = one_trace("failed-scheduling");
+    assert_eq!(t.outcome, Outcome::Ready);
+    let sched = span(&t, "pod.schedule");
+    assert_eq!(sched.events.len(), 1, "one span event per FailedScheduling event, however often it repeats");
+    let ev = &sched.events[0];
+    assert_eq!(ev.name, "FailedScheduling");
+    assert!(ev.attributes.contains(&("k8s.event.count", Value::Int(2))));
+    assert_eq!(sched.end, ts("2026-11-21T10:00:30.104017Z"));
+    assert_eq!(sched.status, Status::Unset);
+    assert_eq!(attr_str(&t.spans[0], "k8s.statefulset.name"), Some("batch-worker"));
+}
+
+#[test]
+fn image_pull_failure_is_failed() {
+    let t = one_trace("image-pull-failure");
+    assert_eq!(t.outcome, Outcome::Failed { reason: "ImagePullBackOff".into() });
+    assert!(matches!(t.spans[0].status, Status::Error(ref m) if m.contains("ImagePullBackOff")));
+    let pull = span(&t, "container.image_pull");
+    assert!(matches!(pull.status, Status::Error(_)));
+    assert!(pull.events.iter().any(|e| e.name == "Failed"));
+    assert!(pull.events.iter().any(|e| e.name == "BackOff"));
+    let c = span(&t, "container.startup");
+    assert!(matches!(c.status, Status::Error(_)));
+    // Known when the back-off began (the BackOff event at 10:00:03).
+    assert_eq!(t.spans[0].end, ts("2026-11-21T10:00:03Z"));
+    assert!(span(&t, "pod.sandbox").status == Status::Unset);
+    assert!(spans(&t, "pod.readiness").is_empty());
+}
+
+#[test]
+fn crash_loop_is_failed() {
+    let t = one_trace("crash-loop");
+    assert_eq!(t.outcome, Outcome::Failed { reason: "CrashLoopBackOff".into() });
+    let c = span(&t, "container.startup");
+    assert!(matches!(c.status, Status::Error(ref m) if m.starts_with("CrashLoopBackOff")));
+    assert!(c.events.iter().any(|e| e.name == "BackOff"));
+    assert_eq!(attr(c, "k8s.container.restart_count"), Some(&Value::Int(1)));
+    // Duplicated Created/Started (count 2) yield one span each.
+    assert_eq!(spans(&t, "container.create").len(), 1);
+    assert_eq!(spans(&t, "container.start").len(), 1);
+}
+
+#[test]
+fn deleted_before_ready() {
+    let t = one_trace("deleted-before-ready");
+    assert_eq!(t.outcome, Outcome::Deleted);
+    assert!(matches!(t.spans[0].status, Status::Error(_)));
+    // Ends when the deletion was first observed (10:00:05.000), not at the grace deadline.
+    assert_eq!(t.spans[0].end, ts("2026-11-21T10:00:05Z"));
+    assert_eq!(attr_str(&t.spans[0], "podtrace.timing.end_source"), Some("observedAt"));
+    assert_eq!(attr_str(&t.spans[0], "k8s.job.name"), Some("slow-start"));
+    let pull = span(&t, "container.image_pull");
+    assert_eq!(pull.end, t.spans[0].end, "an unfinished pull runs to the end of the trace");
+}
+
+#[test]
+fn late_duplicate_and_out_of_order_events() {
+    let (traces, engine) = run(load("late-duplicate-out-of-order"), Config::default());
+    assert_eq!(traces.len(), 1, "late input must not start a second trace");
+    let t = &traces[0];
+    check_invariants(t);
+    assert_eq!(t.outcome, Outcome::Ready);
+    assert_eq!(spans(t, "container.start").len(), 1);
+    assert!(engine.stats().duplicate_events >= 1);
+    assert!(engine.stats().late_observations >= 2);
+    assert_eq!(engine.in_flight(), 0);
+    assert_eq!(engine.orphan_events(), 0, "buffered events were adopted by their pod");
+    // The late Unhealthy warning arrived after the grace period: not attached anywhere.
+    assert!(t.spans.iter().all(|s| s.events.iter().all(|e| e.name != "Unhealthy")));
+    assert_eq!(attr_str(&t.spans[0], "k8s.daemonset.name"), Some("echo"));
+}
+
+#[test]
+fn pod_first_seen_mid_startup_is_partial() {
+    let t = one_trace("mid-startup");
+    assert!(t.partial);
+    assert_eq!(attr(&t.spans[0], "podtrace.partial"), Some(&Value::Bool(true)));
+    assert_eq!(t.outcome, Outcome::Ready);
+    // Malformed traceparent ignored; legacy context only noted.
+    assert!(t.remote_parent.is_none());
+    assert_eq!(attr(&t.spans[0], "podtrace.traceparent_invalid"), Some(&Value::Bool(true)));
+    assert_eq!(attr(&t.spans[0], "podtrace.legacy_trace_context"), Some(&Value::Bool(true)));
+    let sched = span(&t, "pod.schedule");
+    assert_eq!(attr_str(sched, "podtrace.timing.end_source"), Some("condition.PodScheduled"));
+    let app = t.spans.iter().find(|s| s.name == "container.startup" && attr_str(s, "k8s.container.name") == Some("app")).unwrap();
+    assert_eq!(attr_str(app, "podtrace.timing.end_source"), Some("status.startedAt"));
+    assert_eq!(app.end, ts("2026-11-21T10:00:06Z"));
+    assert_eq!(attr_str(app, "container.image.name"), Some("registry.example.com:5000/team/app"));
+}
+
+#[test]
+fn ignore_finished_before_suppresses_old_startups() {
+    let config = Config { ignore_finished_before: Some(ts("2026-11-21T11:00:00Z")), ..Config::default() };
+    let (traces, engine) = run(load("cached-images"), config);
+    assert!(traces.is_empty());
+    assert_eq!(engine.stats().traces_ignored, 1);
+    let config = Config { ignore_finished_before: Some(ts("2026-11-21T09:00:00Z")), ..Config::default() };
+    let (traces, _) = run(load("cached-images"), config);
+    assert_eq!(traces.len(), 1);
+}
+
+#[test]
+fn timeout_and_advance() {
+    // Only the first two pod observations: never Ready.
+    let obs: Vec<_> = load("deleted-before-ready").into_iter().take(4).collect();
+    let mut engine = podtrace::timeline::Engine::new(Config { timeout: SignedDuration::from_secs(60), ..Config::default() });
+    for o in obs {
+        assert!(engine.observe(o).is_empty());
+    }
+    assert_eq!(engine.in_flight(), 1);
+    assert!(engine.advance(ts("2026-11-21T10:00:30Z")).is_empty());
+    let t = engine.advance(ts("2026-11-21T10:01:01Z"));
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].outcome, Outcome::TimedOut);
+    assert_eq!(engine.in_flight(), 0);
+    check_invariants(&t[0]);
+}
+
+#[test]
+fn ready_trace_is_emitted_after_grace_by_advance() {
+    let mut engine = podtrace::timeline::Engine::new(Config::default());
+    let mut out = Vec::new();
+    for o in load("failed-scheduling") {
+        out.extend(engine.observe(o));
+    }
+    assert!(out.is_empty(), "still within grace");
+    assert!(engine.advance(ts("2026-11-21T10:00:40Z")).is_empty());
+    let t = engine.advance(ts("2026-11-21T10:00:43.500Z"));
+    assert_eq!(t.len(), 1);
+    assert_eq!(engine.in_flight(), 0);
+    assert!(engine.drain().is_empty());
+}
+
+#[test]
+fn orphan_events_are_bounded_and_expire() {
+    let obs: Vec<_> = load("multi-container-init")
+        .into_iter()
+        .filter(|o| matches!(o.object, podtrace::observe::Object::Event(_)))
+        .collect();
+    let n = obs.len();
+    let mut engine = podtrace::timeline::Engine::new(Config { max_orphan_events: 5, ..Config::default() });
+    for o in obs {
+        engine.observe(o);
+    }
+    assert!(engine.orphan_events() <= 5);
+    assert_eq!(engine.stats().orphan_events_dropped as usize, n - engine.orphan_events());
+    engine.advance(ts("2026-11-21T10:10:00Z"));
+    assert_eq!(engine.orphan_events(), 0, "orphans expire");
+    assert!(engine.drain().is_empty(), "events alone never make a trace");
+}
