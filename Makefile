@@ -13,9 +13,10 @@ crds:
 	mv crds/tracesessions.podtrace.dev.yaml.tmp crds/tracesessions.podtrace.dev.yaml
 	cp crds/tracesessions.podtrace.dev.yaml config/crd/tracesessions.podtrace.dev.yaml
 
-# Runs the controller locally against the current kubeconfig context.
+# Runs the controller locally against the current kubeconfig context. Alone, so without
+# leader election (a local Lease would also need a namespace to put it in).
 run:
-	cargo run -- run --log-format=text $(RUN_ARGS)
+	cargo run -- run --leader-elect=false --log-format=text $(RUN_ARGS)
 
 docker-build:
 	$(CONTAINER_TOOL) build -t $(IMG) .
@@ -32,3 +33,50 @@ deploy:
 undeploy:
 	$(KUBECTL) delete --ignore-not-found -k config/default
 # ---- end of deployment targets ----
+
+# ---- test environment targets (owner: test environment; see docs/testenv.md) ----
+.PHONY: testenv-build testenv-up testenv-down testenv-status testenv-backend-stop testenv-backend-start record record-fixture
+
+# Builds etcd, Kubernetes, KWOK and Jaeger from Go modules into ~/.cache/podtrace (cached).
+testenv-build:
+	tests/env/build.sh
+
+# Starts the local control plane, KWOK nodes and trace backend (no-op when already up).
+testenv-up:
+	tests/env/up.sh
+
+testenv-down:
+	tests/env/down.sh
+
+testenv-status:
+	@tests/env/backend.sh status >/dev/null && echo "backend: up" || echo "backend: down"
+	@test -f $${PODTRACE_TESTENV_DIR:-.testenv}/env.json && echo "cluster: up ($${PODTRACE_TESTENV_DIR:-.testenv}/env.sh)" || echo "cluster: down"
+
+testenv-backend-stop:
+	tests/env/backend.sh stop
+
+testenv-backend-start:
+	tests/env/backend.sh start
+
+# Records Pod/Event/Node watch streams into RECORD_DIR, for RECORD_SECONDS or until Ctrl-C.
+RECORD_DIR ?= recording
+RECORD_SECONDS ?=
+record:
+	tests/env/record.sh $(RECORD_DIR) $(RECORD_SECONDS)
+
+# Re-records tests/fixtures/recorded from its fixed scenario.
+record-fixture:
+	tests/env/record-fixture.sh
+# ---- end of test environment targets ----
+
+# ---- placeholders (owner: lead) ----
+.PHONY: build test e2e
+build:
+	cargo build
+
+test:
+	cargo test
+
+e2e: testenv-up
+	cargo test --features e2e
+# ---- end of placeholders ----

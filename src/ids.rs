@@ -51,7 +51,8 @@ pub fn span_id(pod_uid: &str, path: &str) -> SpanId {
 pub fn parse_traceparent(s: &str) -> Option<RemoteParent> {
     let s = s.trim();
     let mut parts = s.split('-');
-    let (version, trace, span, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let (version, trace, span, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() || version != "00" {
         return None;
     }
@@ -61,7 +62,11 @@ pub fn parse_traceparent(s: &str) -> Option<RemoteParent> {
     if trace_id == [0; 16] || span_id == [0; 8] {
         return None;
     }
-    Some(RemoteParent { trace_id: TraceId(trace_id), span_id: SpanId(span_id), sampled: flags & 1 == 1 })
+    Some(RemoteParent {
+        trace_id: TraceId(trace_id),
+        span_id: SpanId(span_id),
+        sampled: flags & 1 == 1,
+    })
 }
 
 fn decode_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
@@ -91,7 +96,10 @@ mod tests {
         assert_eq!(trace_id("u1"), trace_id("u1"));
         assert_ne!(trace_id("u1"), trace_id("u2"));
         assert_eq!(span_id("u1", "pod.startup"), span_id("u1", "pod.startup"));
-        assert_ne!(span_id("u1", "pod.startup"), span_id("u1", "pod.startup/pod.schedule"));
+        assert_ne!(
+            span_id("u1", "pod.startup"),
+            span_id("u1", "pod.startup/pod.schedule")
+        );
         assert_ne!(span_id("u1", "a"), span_id("u2", "a"));
         // Separator: concatenation ambiguity must not collide.
         assert_ne!(span_id("ab", "c"), span_id("a", "bc"));
@@ -108,11 +116,13 @@ mod tests {
 
     #[test]
     fn traceparent_valid() {
-        let p = parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        let p =
+            parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
         assert_eq!(p.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(p.span_id.to_string(), "00f067aa0ba902b7");
         assert!(p.sampled);
-        let p = parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00").unwrap();
+        let p =
+            parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00").unwrap();
         assert!(!p.sampled);
     }
 

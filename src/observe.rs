@@ -63,8 +63,10 @@ pub struct PodFacts {
     pub owner: Option<(String, String)>,
     /// `metadata.creationTimestamp`.
     pub created: Option<Timestamp>,
-    /// `metadata.deletionTimestamp`.
+    /// `metadata.deletionTimestamp`: when the pod will be gone (request time + grace period).
     pub deleted: Option<Timestamp>,
+    /// `metadata.deletionGracePeriodSeconds`: subtracted from `deleted` to get the request time.
+    pub deletion_grace_seconds: Option<i64>,
     /// `spec.nodeName`.
     pub node_name: Option<String>,
     /// `spec.schedulerName`.
@@ -274,7 +276,9 @@ impl Action {
             "MODIFIED" => Ok(Action::Modified),
             "DELETED" => Ok(Action::Deleted),
             "BOOKMARK" => Err(ObserveError::Bookmark),
-            "ERROR" => Err(ObserveError::WatchError("watch stream reported an error".into())),
+            "ERROR" => Err(ObserveError::WatchError(
+                "watch stream reported an error".into(),
+            )),
             other => Err(ObserveError::UnknownWatchType(other.to_string())),
         }
     }
@@ -286,32 +290,50 @@ impl Object {
         let api_version = value
             .get("apiVersion")
             .and_then(|v| v.as_str())
-            .ok_or(ObserveError::MissingField { kind: "object", field: "apiVersion" })?
+            .ok_or(ObserveError::MissingField {
+                kind: "object",
+                field: "apiVersion",
+            })?
             .to_string();
         let kind = value
             .get("kind")
             .and_then(|v| v.as_str())
-            .ok_or(ObserveError::MissingField { kind: "object", field: "kind" })?
+            .ok_or(ObserveError::MissingField {
+                kind: "object",
+                field: "kind",
+            })?
             .to_string();
         match (api_version.as_str(), kind.as_str()) {
             ("v1", "Pod") => {
-                let pod: core::Pod = serde_json::from_value(value)
-                    .map_err(|source| ObserveError::Malformed { kind: "Pod", source })?;
+                let pod: core::Pod =
+                    serde_json::from_value(value).map_err(|source| ObserveError::Malformed {
+                        kind: "Pod",
+                        source,
+                    })?;
                 Ok(Object::Pod(Box::new(PodFacts::from_pod(&pod)?)))
             }
             ("v1", "Event") => {
-                let ev: core::Event = serde_json::from_value(value)
-                    .map_err(|source| ObserveError::Malformed { kind: "Event", source })?;
+                let ev: core::Event =
+                    serde_json::from_value(value).map_err(|source| ObserveError::Malformed {
+                        kind: "Event",
+                        source,
+                    })?;
                 Ok(Object::Event(Box::new(EventFacts::from_core(&ev)?)))
             }
             ("events.k8s.io/v1", "Event") => {
-                let ev: events::Event = serde_json::from_value(value)
-                    .map_err(|source| ObserveError::Malformed { kind: "Event", source })?;
+                let ev: events::Event =
+                    serde_json::from_value(value).map_err(|source| ObserveError::Malformed {
+                        kind: "Event",
+                        source,
+                    })?;
                 Ok(Object::Event(Box::new(EventFacts::from_events_v1(&ev)?)))
             }
             ("v1", "Node") => {
-                let node: core::Node = serde_json::from_value(value)
-                    .map_err(|source| ObserveError::Malformed { kind: "Node", source })?;
+                let node: core::Node =
+                    serde_json::from_value(value).map_err(|source| ObserveError::Malformed {
+                        kind: "Node",
+                        source,
+                    })?;
                 Ok(Object::Node(Box::new(NodeFacts::from_node(&node)?)))
             }
             _ => Err(ObserveError::UnsupportedKind { api_version, kind }),
@@ -324,12 +346,16 @@ fn non_empty(s: Option<&String>) -> Option<String> {
 }
 
 fn container_state(state: Option<&core::ContainerState>) -> ContainerState {
-    let Some(state) = state else { return ContainerState::Unknown };
+    let Some(state) = state else {
+        return ContainerState::Unknown;
+    };
     if let Some(t) = &state.terminated {
         return ContainerState::Terminated(terminated(t));
     }
     if let Some(r) = &state.running {
-        return ContainerState::Running { started_at: r.started_at.as_ref().map(|t| t.0) };
+        return ContainerState::Running {
+            started_at: r.started_at.as_ref().map(|t| t.0),
+        };
     }
     if let Some(w) = &state.waiting {
         return ContainerState::Waiting {
@@ -369,8 +395,11 @@ fn join_containers(
                 facts.restart_count = s.restart_count;
                 facts.ready = s.ready;
                 facts.state = container_state(s.state.as_ref());
-                facts.last_terminated =
-                    s.last_state.as_ref().and_then(|l| l.terminated.as_ref()).map(terminated);
+                facts.last_terminated = s
+                    .last_state
+                    .as_ref()
+                    .and_then(|l| l.terminated.as_ref())
+                    .map(terminated);
             }
             facts
         })
@@ -383,10 +412,16 @@ impl PodFacts {
     /// deliberately not copied.
     pub fn from_pod(pod: &core::Pod) -> Result<PodFacts, ObserveError> {
         let meta = &pod.metadata;
-        let uid = non_empty(meta.uid.as_ref())
-            .ok_or(ObserveError::MissingField { kind: "Pod", field: "metadata.uid" })?;
+        let uid = non_empty(meta.uid.as_ref()).ok_or(ObserveError::MissingField {
+            kind: "Pod",
+            field: "metadata.uid",
+        })?;
         let annotation = |key: &str| {
-            meta.annotations.as_ref().and_then(|a| a.get(key)).filter(|v| !v.is_empty()).cloned()
+            meta.annotations
+                .as_ref()
+                .and_then(|a| a.get(key))
+                .filter(|v| !v.is_empty())
+                .cloned()
         };
         let owner = meta.owner_references.as_ref().and_then(|refs| {
             refs.iter()
@@ -412,10 +447,22 @@ impl PodFacts {
             .unwrap_or_default();
         let init_containers = spec
             .and_then(|s| s.init_containers.as_ref())
-            .map(|cs| join_containers(cs, status.and_then(|s| s.init_container_statuses.as_ref()), true))
+            .map(|cs| {
+                join_containers(
+                    cs,
+                    status.and_then(|s| s.init_container_statuses.as_ref()),
+                    true,
+                )
+            })
             .unwrap_or_default();
         let containers = spec
-            .map(|s| join_containers(&s.containers, status.and_then(|s| s.container_statuses.as_ref()), false))
+            .map(|s| {
+                join_containers(
+                    &s.containers,
+                    status.and_then(|s| s.container_statuses.as_ref()),
+                    false,
+                )
+            })
             .unwrap_or_default();
         Ok(PodFacts {
             uid,
@@ -428,6 +475,7 @@ impl PodFacts {
             owner,
             created: meta.creation_timestamp.as_ref().map(|t| t.0),
             deleted: meta.deletion_timestamp.as_ref().map(|t| t.0),
+            deletion_grace_seconds: meta.deletion_grace_period_seconds,
             node_name: spec.and_then(|s| non_empty(s.node_name.as_ref())),
             scheduler_name: spec.and_then(|s| non_empty(s.scheduler_name.as_ref())),
             phase: status.and_then(|s| non_empty(s.phase.as_ref())),
@@ -449,12 +497,18 @@ impl EventFacts {
     /// `source`).
     pub fn from_core(ev: &core::Event) -> Result<EventFacts, ObserveError> {
         let meta = &ev.metadata;
-        let uid = non_empty(meta.uid.as_ref())
-            .ok_or(ObserveError::MissingField { kind: "Event", field: "metadata.uid" })?;
+        let uid = non_empty(meta.uid.as_ref()).ok_or(ObserveError::MissingField {
+            kind: "Event",
+            field: "metadata.uid",
+        })?;
         let obj = &ev.involved_object;
         let source = ev.source.as_ref();
         let series = ev.series.as_ref();
-        let count = series.and_then(|s| s.count).or(ev.count).unwrap_or(1).max(1);
+        let count = series
+            .and_then(|s| s.count)
+            .or(ev.count)
+            .unwrap_or(1)
+            .max(1);
         Ok(EventFacts {
             uid,
             namespace: meta.namespace.clone().unwrap_or_default(),
@@ -478,19 +532,27 @@ impl EventFacts {
             first_timestamp: ev.first_timestamp.as_ref().map(|t| t.0),
             last_timestamp: ev.last_timestamp.as_ref().map(|t| t.0),
             count,
-            series_last_observed: series.and_then(|s| s.last_observed_time.as_ref()).map(|t| t.0),
+            series_last_observed: series
+                .and_then(|s| s.last_observed_time.as_ref())
+                .map(|t| t.0),
         })
     }
 
     /// Reduces an events.k8s.io/v1 Event (what the scheduler writes).
     pub fn from_events_v1(ev: &events::Event) -> Result<EventFacts, ObserveError> {
         let meta = &ev.metadata;
-        let uid = non_empty(meta.uid.as_ref())
-            .ok_or(ObserveError::MissingField { kind: "Event", field: "metadata.uid" })?;
+        let uid = non_empty(meta.uid.as_ref()).ok_or(ObserveError::MissingField {
+            kind: "Event",
+            field: "metadata.uid",
+        })?;
         let obj = ev.regarding.as_ref();
         let source = ev.deprecated_source.as_ref();
         let series = ev.series.as_ref();
-        let count = series.map(|s| s.count).or(ev.deprecated_count).unwrap_or(1).max(1);
+        let count = series
+            .map(|s| s.count)
+            .or(ev.deprecated_count)
+            .unwrap_or(1)
+            .max(1);
         Ok(EventFacts {
             uid,
             namespace: meta.namespace.clone().unwrap_or_default(),
@@ -534,19 +596,39 @@ impl EventFacts {
         }
         let kubelet_reason = matches!(
             self.reason.as_str(),
-            "Pulling" | "Pulled" | "Created" | "Started" | "Killing" | "BackOff" | "Failed"
-                | "ErrImagePull" | "ImagePullBackOff" | "CrashLoopBackOff" | "Unhealthy"
-                | "FailedMount" | "FailedAttachVolume" | "FailedCreatePodSandBox"
-                | "FailedKillPod" | "SandboxChanged" | "FailedPostStartHook"
-                | "FailedPreStopHook" | "InspectFailed" | "ErrImageNeverPull"
-                | "NetworkNotReady" | "FailedSync" | "Preempting" | "ProbeWarning"
+            "Pulling"
+                | "Pulled"
+                | "Created"
+                | "Started"
+                | "Killing"
+                | "BackOff"
+                | "Failed"
+                | "ErrImagePull"
+                | "ImagePullBackOff"
+                | "CrashLoopBackOff"
+                | "Unhealthy"
+                | "FailedMount"
+                | "FailedAttachVolume"
+                | "FailedCreatePodSandBox"
+                | "FailedKillPod"
+                | "SandboxChanged"
+                | "FailedPostStartHook"
+                | "FailedPreStopHook"
+                | "InspectFailed"
+                | "ErrImageNeverPull"
+                | "NetworkNotReady"
+                | "FailedSync"
+                | "Preempting"
+                | "ProbeWarning"
         );
         kubelet_reason && (self.field_path.is_some() || self.host.is_some())
     }
 
     /// Whether the event comes from a scheduler (`Scheduled`, `FailedScheduling`, …).
     pub fn is_scheduler(&self) -> bool {
-        self.component.as_deref().is_some_and(|c| c.contains("scheduler"))
+        self.component
+            .as_deref()
+            .is_some_and(|c| c.contains("scheduler"))
             || matches!(self.reason.as_str(), "Scheduled" | "FailedScheduling")
     }
 }
@@ -575,15 +657,26 @@ pub fn parse_field_path(path: &str) -> Option<ContainerRef> {
         "spec.ephemeralContainers" => (false, true),
         _ => return None,
     };
-    Some(ContainerRef { init, ephemeral, name: name.to_string() })
+    Some(ContainerRef {
+        init,
+        ephemeral,
+        name: name.to_string(),
+    })
 }
 
 impl NodeFacts {
     /// Reduces a Node to the attributes kubelet spans carry.
     pub fn from_node(node: &core::Node) -> Result<NodeFacts, ObserveError> {
-        let name = non_empty(node.metadata.name.as_ref())
-            .ok_or(ObserveError::MissingField { kind: "Node", field: "metadata.name" })?;
-        let label = |k: &str| node.metadata.labels.as_ref().and_then(|l| non_empty(l.get(k)));
+        let name = non_empty(node.metadata.name.as_ref()).ok_or(ObserveError::MissingField {
+            kind: "Node",
+            field: "metadata.name",
+        })?;
+        let label = |k: &str| {
+            node.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| non_empty(l.get(k)))
+        };
         let info = node.status.as_ref().and_then(|s| s.node_info.as_ref());
         Ok(NodeFacts {
             name,
@@ -649,7 +742,9 @@ mod tests {
 
     #[test]
     fn pod_conversion_joins_spec_and_status_without_secrets() {
-        let Object::Pod(p) = Object::from_json(pod_json()).unwrap() else { panic!("not a pod") };
+        let Object::Pod(p) = Object::from_json(pod_json()).unwrap() else {
+            panic!("not a pod")
+        };
         assert_eq!(p.uid, "u-1");
         assert_eq!(p.owner, Some(("ReplicaSet".into(), "web-7d9f8".into())));
         assert!(p.traceparent.is_some());
@@ -657,12 +752,23 @@ mod tests {
         assert_eq!(p.init_containers.len(), 2);
         assert!(!p.init_containers[0].sidecar);
         assert!(p.init_containers[1].sidecar);
-        assert!(matches!(p.init_containers[0].state, ContainerState::Terminated(ref t) if t.exit_code == 0));
+        assert!(
+            matches!(p.init_containers[0].state, ContainerState::Terminated(ref t) if t.exit_code == 0)
+        );
         assert_eq!(p.init_containers[1].state, ContainerState::Unknown);
         assert_eq!(p.containers[0].restart_count, 2);
-        assert_eq!(p.containers[0].last_terminated.as_ref().map(|t| t.exit_code), Some(1));
+        assert_eq!(
+            p.containers[0]
+                .last_terminated
+                .as_ref()
+                .map(|t| t.exit_code),
+            Some(1)
+        );
         assert!(p.condition("PodScheduled").is_some_and(|c| c.status));
-        assert!(!format!("{p:?}").contains("hunter2"), "env/command/args/annotations leaked");
+        assert!(
+            !format!("{p:?}").contains("hunter2"),
+            "env/command/args/annotations leaked"
+        );
     }
 
     #[test]
@@ -670,7 +776,13 @@ mod tests {
         let mut v = pod_json();
         v["metadata"].as_object_mut().unwrap().remove("uid");
         let err = Object::from_json(v).unwrap_err();
-        assert!(matches!(err, ObserveError::MissingField { kind: "Pod", field: "metadata.uid" }));
+        assert!(matches!(
+            err,
+            ObserveError::MissingField {
+                kind: "Pod",
+                field: "metadata.uid"
+            }
+        ));
         assert!(err.to_string().contains("metadata.uid"));
     }
 
@@ -678,10 +790,22 @@ mod tests {
     fn malformed_and_unsupported() {
         let mut v = pod_json();
         v["spec"]["containers"] = json!("nope");
-        assert!(matches!(Object::from_json(v), Err(ObserveError::Malformed { kind: "Pod", .. })));
+        assert!(matches!(
+            Object::from_json(v),
+            Err(ObserveError::Malformed { kind: "Pod", .. })
+        ));
         let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}});
-        assert!(matches!(Object::from_json(cm), Err(ObserveError::UnsupportedKind { .. })));
-        assert!(matches!(Object::from_json(json!({"kind": "Pod"})), Err(ObserveError::MissingField { field: "apiVersion", .. })));
+        assert!(matches!(
+            Object::from_json(cm),
+            Err(ObserveError::UnsupportedKind { .. })
+        ));
+        assert!(matches!(
+            Object::from_json(json!({"kind": "Pod"})),
+            Err(ObserveError::MissingField {
+                field: "apiVersion",
+                ..
+            })
+        ));
         assert!(Object::from_json(json!(null)).is_err());
         assert!(Object::from_json(json!([1, 2])).is_err());
     }
@@ -689,11 +813,23 @@ mod tests {
     #[test]
     fn watch_types() {
         assert_eq!(Action::from_watch_type("ADDED").unwrap(), Action::Added);
-        assert_eq!(Action::from_watch_type("MODIFIED").unwrap(), Action::Modified);
+        assert_eq!(
+            Action::from_watch_type("MODIFIED").unwrap(),
+            Action::Modified
+        );
         assert_eq!(Action::from_watch_type("DELETED").unwrap(), Action::Deleted);
-        assert!(matches!(Action::from_watch_type("BOOKMARK"), Err(ObserveError::Bookmark)));
-        assert!(matches!(Action::from_watch_type("ERROR"), Err(ObserveError::WatchError(_))));
-        assert!(matches!(Action::from_watch_type("added"), Err(ObserveError::UnknownWatchType(_))));
+        assert!(matches!(
+            Action::from_watch_type("BOOKMARK"),
+            Err(ObserveError::Bookmark)
+        ));
+        assert!(matches!(
+            Action::from_watch_type("ERROR"),
+            Err(ObserveError::WatchError(_))
+        ));
+        assert!(matches!(
+            Action::from_watch_type("added"),
+            Err(ObserveError::UnknownWatchType(_))
+        ));
     }
 
     #[test]
@@ -707,7 +843,9 @@ mod tests {
             "eventTime": "2026-11-21T10:00:00.812345Z",
             "reportingComponent": "default-scheduler", "reportingInstance": "default-scheduler-cp"
         });
-        let Object::Event(e) = Object::from_json(v).unwrap() else { panic!("not an event") };
+        let Object::Event(e) = Object::from_json(v).unwrap() else {
+            panic!("not an event")
+        };
         assert_eq!(e.component.as_deref(), Some("default-scheduler"));
         assert_eq!(e.event_time.map(|t| t.subsec_microsecond()), Some(812_345));
         assert_eq!(e.count, 1);
@@ -728,12 +866,21 @@ mod tests {
             })
         };
         for c in ["kubelet", "kwok_controller"] {
-            let Object::Event(e) = Object::from_json(mk(c)).unwrap() else { panic!("not an event") };
+            let Object::Event(e) = Object::from_json(mk(c)).unwrap() else {
+                panic!("not an event")
+            };
             assert!(e.is_kubelet(), "{c}");
             assert!(e.warning);
             assert_eq!(e.count, 3);
             assert_eq!(e.host.as_deref(), Some("node-1"));
-            assert_eq!(e.container_ref(), Some(ContainerRef { init: true, ephemeral: false, name: "init".into() }));
+            assert_eq!(
+                e.container_ref(),
+                Some(ContainerRef {
+                    init: true,
+                    ephemeral: false,
+                    name: "init".into()
+                })
+            );
         }
     }
 
@@ -748,7 +895,9 @@ mod tests {
             "series": {"count": 4, "lastObservedTime": "2026-11-21T10:00:30.500000Z"},
             "reportingController": "default-scheduler", "reportingInstance": "default-scheduler-cp", "action": "Scheduling"
         });
-        let Object::Event(e) = Object::from_json(v).unwrap() else { panic!("not an event") };
+        let Object::Event(e) = Object::from_json(v).unwrap() else {
+            panic!("not an event")
+        };
         assert_eq!(e.count, 4);
         assert_eq!(e.message, "0/3 nodes are available");
         assert!(e.series_last_observed.is_some());
@@ -758,10 +907,23 @@ mod tests {
 
     #[test]
     fn field_paths() {
-        assert_eq!(parse_field_path("spec.containers{app}").map(|c| (c.init, c.name)), Some((false, "app".into())));
-        assert_eq!(parse_field_path("spec.initContainers{i}").map(|c| c.init), Some(true));
+        assert_eq!(
+            parse_field_path("spec.containers{app}").map(|c| (c.init, c.name)),
+            Some((false, "app".into()))
+        );
+        assert_eq!(
+            parse_field_path("spec.initContainers{i}").map(|c| c.init),
+            Some(true)
+        );
         assert!(parse_field_path("spec.ephemeralContainers{dbg}").is_some_and(|c| c.ephemeral));
-        for bad in ["", "spec.containers", "spec.containers{}", "spec.containers{a", "spec.volumes{x}", "spec.containers{a}{b}"] {
+        for bad in [
+            "",
+            "spec.containers",
+            "spec.containers{}",
+            "spec.containers{a",
+            "spec.volumes{x}",
+            "spec.containers{a}{b}",
+        ] {
             assert_eq!(parse_field_path(bad), None, "{bad}");
         }
     }
@@ -775,7 +937,9 @@ mod tests {
                 "kernelVersion": "", "kubeProxyVersion": "", "kubeletVersion": "v1.36.3", "machineID": "", "operatingSystem": "linux",
                 "osImage": "Ubuntu", "systemUUID": ""}}
         });
-        let Object::Node(n) = Object::from_json(v).unwrap() else { panic!("not a node") };
+        let Object::Node(n) = Object::from_json(v).unwrap() else {
+            panic!("not a node")
+        };
         assert_eq!(n.zone.as_deref(), Some("z1"));
         assert_eq!(n.region, None);
         assert_eq!(n.instance_type.as_deref(), Some("m6i.large"));

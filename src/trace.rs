@@ -175,3 +175,18 @@ pub struct Trace {
     /// Phase durations for summaries and session status (name from the trace model, duration).
     pub phases: Vec<(&'static str, SignedDuration)>,
 }
+
+impl Trace {
+    /// The root `pod.startup` span (always `spans[0]` for engine-built traces).
+    pub fn root(&self) -> Option<&Span> {
+        self.spans.first()
+    }
+
+    /// A phase duration by name (`total`, `create_to_schedule`, …), if known.
+    pub fn phase(&self, name: &str) -> Option<SignedDuration> {
+        self.phases
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, d)| *d)
+    }
+}

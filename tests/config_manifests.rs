@@ -31,7 +31,9 @@ fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("listing {}: {e}", d.display())) {
+        for entry in
+            std::fs::read_dir(&d).unwrap_or_else(|e| panic!("listing {}: {e}", d.display()))
+        {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 stack.push(path);
@@ -61,11 +63,7 @@ fn objects() -> Vec<(PathBuf, Value)> {
 }
 
 fn objects_of_kind(kind: &str) -> Vec<Value> {
-    objects()
-        .into_iter()
-        .filter(|(_, o)| o["kind"] == kind)
-        .map(|(_, o)| o)
-        .collect()
+    objects().into_iter().filter(|(_, o)| o["kind"] == kind).map(|(_, o)| o).collect()
 }
 
 fn one_of_kind(kind: &str) -> Value {
@@ -94,7 +92,10 @@ fn every_config_yaml_parses_into_named_objects() {
             if is_kustomization(&path) {
                 assert_eq!(doc["kind"], "Kustomization", "{where_}");
             } else {
-                assert!(doc["metadata"]["name"].is_string(), "{where_}: object without metadata.name");
+                assert!(
+                    doc["metadata"]["name"].is_string(),
+                    "{where_}: object without metadata.name"
+                );
             }
         }
     }
@@ -245,7 +246,10 @@ fn bindings_grant_each_role_to_the_podtrace_service_account_only() {
     {
         let binding = one_of_kind(binding_kind);
         assert_eq!(binding["roleRef"]["kind"], role_kind, "{binding_kind}.roleRef.kind");
-        assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"], "{binding_kind}.roleRef.name");
+        assert_eq!(
+            binding["roleRef"]["name"], role["metadata"]["name"],
+            "{binding_kind}.roleRef.name"
+        );
         assert_eq!(binding["roleRef"]["apiGroup"], "rbac.authorization.k8s.io");
         let subjects = binding["subjects"].as_array().expect("subjects");
         assert_eq!(subjects.len(), 1, "{binding_kind} must bind only the podtrace ServiceAccount");
@@ -293,7 +297,8 @@ fn deployment_runs_two_leader_elected_replicas_of_the_released_image() {
         .iter()
         .map(|e| (e["name"].as_str().unwrap().to_owned(), e.clone()))
         .collect();
-    let endpoint = env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"].as_str().expect("OTLP endpoint value");
+    let endpoint =
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"].as_str().expect("OTLP endpoint value");
     assert!(endpoint.starts_with("http://") || endpoint.starts_with("https://"), "{endpoint}");
     for (var, field) in [("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace")] {
         assert_eq!(
@@ -304,7 +309,8 @@ fn deployment_runs_two_leader_elected_replicas_of_the_released_image() {
     }
 
     // The manager kustomization must keep the image overridable and consistent.
-    let k = &parse_yaml_docs(&read(&root().join("config/manager/kustomization.yaml")), "manager")[0];
+    let k =
+        &parse_yaml_docs(&read(&root().join("config/manager/kustomization.yaml")), "manager")[0];
     let images = k["images"].as_array().expect("images in config/manager/kustomization.yaml");
     let (name, tag) = IMAGE.rsplit_once(':').unwrap();
     assert!(images.iter().any(|i| i["name"] == name && i["newTag"] == tag), "{images:?}");
@@ -319,13 +325,14 @@ fn deployment_is_hardened() {
     let sc = &c["securityContext"];
     for (what, ctx) in [("pod", pod_sc), ("container", sc)] {
         assert_eq!(ctx["runAsNonRoot"], true, "{what} runAsNonRoot");
-        let uid = ctx["runAsUser"].as_i64().unwrap_or_else(|| panic!("{what} runAsUser must be numeric"));
+        let uid =
+            ctx["runAsUser"].as_i64().unwrap_or_else(|| panic!("{what} runAsUser must be numeric"));
         assert!(uid > 0, "{what} runAsUser must not be root");
         assert_eq!(ctx["seccompProfile"]["type"], "RuntimeDefault", "{what} seccomp");
     }
     assert_eq!(sc["readOnlyRootFilesystem"], true);
     assert_eq!(sc["allowPrivilegeEscalation"], false);
-    assert_eq!(sc["privileged"].as_bool().unwrap_or(false), false);
+    assert!(!sc["privileged"].as_bool().unwrap_or(false), "privileged container");
     assert_eq!(str_list(&sc["capabilities"]["drop"]), ["ALL"]);
     assert!(sc["capabilities"]["add"].is_null(), "no capabilities may be added");
     let pod = &dep["spec"]["template"]["spec"];
@@ -338,7 +345,8 @@ fn deployment_is_hardened() {
         }
     }
 
-    let port = c["ports"].as_array().expect("ports").iter().find(|p| p["name"] == "metrics").cloned();
+    let port =
+        c["ports"].as_array().expect("ports").iter().find(|p| p["name"] == "metrics").cloned();
     assert_eq!(port.expect("container port named metrics")["containerPort"], 8080);
     for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
         let get = &c[probe]["httpGet"];
@@ -384,14 +392,18 @@ fn sample_session_is_a_valid_trace_session_following_the_sample_deployment() {
     use podtrace::session::{Operation, RESERVED_ATTRIBUTE_PREFIXES, TraceSession};
 
     let path = root().join("config/samples/tracesession.yaml");
-    let session: TraceSession = serde_saphyr::from_str(&read(&path)).expect("sample matches the Rust types");
+    let session: TraceSession =
+        serde_saphyr::from_str(&read(&path)).expect("sample matches the Rust types");
     let spec = &session.spec;
     assert_eq!(spec.operations, [Operation::PodStartup]);
     let labels = spec.selector.match_labels.clone().expect("matchLabels");
     assert_eq!(labels.get("app").map(String::as_str), Some("web"));
     let duration = spec.duration.as_deref().expect("sample sets a duration");
     assert!(
-        duration.trim_end_matches(|c: char| c.is_ascii_alphabetic()).parse::<u32>().is_ok_and(|n| n > 0),
+        duration
+            .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+            .parse::<u32>()
+            .is_ok_and(|n| n > 0),
         "duration {duration:?} should be a simple positive Go duration"
     );
     assert!(spec.max_traces.is_some_and(|n| n >= 1));
@@ -409,7 +421,11 @@ fn sample_session_is_a_valid_trace_session_following_the_sample_deployment() {
         .expect("sample Deployment web");
     let pod_labels = &web["spec"]["template"]["metadata"]["labels"];
     for (k, v) in &labels {
-        assert_eq!(pod_labels[k], v.as_str(), "sample session selector {k}={v} misses the web pods");
+        assert_eq!(
+            pod_labels[k],
+            v.as_str(),
+            "sample session selector {k}={v} misses the web pods"
+        );
     }
     assert!(
         web["spec"]["template"]["spec"]["containers"][0]["readinessProbe"].is_object(),
@@ -419,7 +435,8 @@ fn sample_session_is_a_valid_trace_session_following_the_sample_deployment() {
 
 fn dashboard(name: &str) -> Value {
     let path = root().join("config/dashboards").join(name);
-    serde_json::from_str(&read(&path)).unwrap_or_else(|e| panic!("{} is not valid JSON: {e}", path.display()))
+    serde_json::from_str(&read(&path))
+        .unwrap_or_else(|e| panic!("{} is not valid JSON: {e}", path.display()))
 }
 
 /// Every panel (rows flattened) with its targets; checks the panels all use the templated
@@ -439,19 +456,30 @@ fn panels_and_queries(d: &Value, ds_type: &str, query_field: &str) -> Vec<String
     let mut queries = Vec::new();
     for p in panels {
         assert!(ids.insert(p["id"].as_i64().expect("panel id")), "duplicate panel id {}", p["id"]);
-        assert!(p["gridPos"]["w"].is_i64() && p["gridPos"]["h"].is_i64(), "panel {} lacks gridPos", p["id"]);
+        assert!(
+            p["gridPos"]["w"].is_i64() && p["gridPos"]["h"].is_i64(),
+            "panel {} lacks gridPos",
+            p["id"]
+        );
         if p["type"] == "row" {
             continue;
         }
         let title = p["title"].as_str().expect("panel title");
-        for ds in std::iter::once(&p["datasource"]).chain(p["targets"].as_array().into_iter().flatten().map(|t| &t["datasource"])) {
+        for ds in std::iter::once(&p["datasource"])
+            .chain(p["targets"].as_array().into_iter().flatten().map(|t| &t["datasource"]))
+        {
             assert_eq!(ds["type"], ds_type, "{title}: datasource type");
             assert_eq!(ds["uid"], "${datasource}", "{title}: datasource must be the templated one");
         }
         let targets = p["targets"].as_array().unwrap_or_else(|| panic!("{title}: no targets"));
         assert!(!targets.is_empty(), "{title}: no targets");
         for t in targets {
-            queries.push(t[query_field].as_str().unwrap_or_else(|| panic!("{title}: target without {query_field}")).to_owned());
+            queries.push(
+                t[query_field]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{title}: target without {query_field}"))
+                    .to_owned(),
+            );
         }
     }
     queries
@@ -494,20 +522,32 @@ fn traces_dashboard_queries_tempo_for_startups_phases_and_failures() {
     }
     let has = |pred: &dyn Fn(&str) -> bool| queries.iter().any(|q| pred(q));
     assert!(
-        has(&|q| q.starts_with(r#"{ name = "pod.startup""#) && !q.contains("status = error") && !q.contains('|')),
+        has(&|q| q.starts_with(r#"{ name = "pod.startup""#)
+            && !q.contains("status = error")
+            && !q.contains('|')),
         "missing the slowest-startups table over pod.startup: {queries:#?}"
     );
     assert!(
         has(&|q| q.contains(r#"name = "pod.startup""#) && q.contains("status = error")),
         "missing the failures panel: {queries:#?}"
     );
-    for phase in ["pod.schedule", "pod.sandbox", "container.image_pull", "container.startup", "pod.readiness"] {
+    for phase in [
+        "pod.schedule",
+        "pod.sandbox",
+        "container.image_pull",
+        "container.startup",
+        "pod.readiness",
+    ] {
         assert!(
-            has(&|q| q.contains(&format!(r#""{phase}""#)) || (q.contains("quantile_over_time") && q.contains(phase))),
+            has(&|q| q.contains(&format!(r#""{phase}""#))
+                || (q.contains("quantile_over_time") && q.contains(phase))),
             "no panel covers phase {phase}"
         );
     }
-    assert!(has(&|q| q.contains("quantile_over_time(duration")), "no TraceQL metrics latency panel");
+    assert!(
+        has(&|q| q.contains("quantile_over_time(duration")),
+        "no TraceQL metrics latency panel"
+    );
     let tables = d["panels"].as_array().unwrap().iter().filter(|p| p["type"] == "table");
     for t in tables {
         let tt = &t["targets"][0]["tableType"];
@@ -566,11 +606,15 @@ fn exposed_sample_names() -> BTreeSet<String> {
     let text = metrics.encode();
     let mut names = BTreeSet::new();
     for line in text.lines() {
-        let Some(rest) = line.strip_prefix("# TYPE ") else { continue };
+        let Some(rest) = line.strip_prefix("# TYPE ") else {
+            continue;
+        };
         let (name, kind) = rest.split_once(' ').expect("TYPE line");
         match kind {
             "counter" => names.insert(format!("{name}_total")),
-            "histogram" => ["_bucket", "_sum", "_count"].iter().all(|s| names.insert(format!("{name}{s}"))),
+            "histogram" => {
+                ["_bucket", "_sum", "_count"].iter().all(|s| names.insert(format!("{name}{s}")))
+            }
             _ => names.insert(name.to_owned()),
         };
     }
@@ -582,22 +626,33 @@ fn exposed_sample_names() -> BTreeSet<String> {
 fn metrics_dashboard_only_queries_metrics_the_controller_exposes() {
     let exposed = exposed_sample_names();
     for m in METRICS {
-        assert!(exposed.contains(*m), "{m} is not exposed by podtrace::telemetry::Metrics: {exposed:?}");
+        assert!(
+            exposed.contains(*m),
+            "{m} is not exposed by podtrace::telemetry::Metrics: {exposed:?}"
+        );
     }
     let d = dashboard("podtrace-metrics.json");
     for expr in panels_and_queries(&d, "prometheus", "expr") {
         for (i, _) in expr.match_indices("podtrace_") {
             let name: String =
                 expr[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-            assert!(exposed.contains(&name), "dashboard queries {name}, which podtrace does not expose: {expr}");
+            assert!(
+                exposed.contains(&name),
+                "dashboard queries {name}, which podtrace does not expose: {expr}"
+            );
         }
     }
 }
 
 #[test]
 fn dashboards_become_configmaps_for_the_grafana_sidecar() {
-    let k = &parse_yaml_docs(&read(&root().join("config/dashboards/kustomization.yaml")), "dashboards")[0];
-    assert_eq!(k["generatorOptions"]["labels"]["grafana_dashboard"], "1", "sidecar label must be the string \"1\"");
+    let k =
+        &parse_yaml_docs(&read(&root().join("config/dashboards/kustomization.yaml")), "dashboards")
+            [0];
+    assert_eq!(
+        k["generatorOptions"]["labels"]["grafana_dashboard"], "1",
+        "sidecar label must be the string \"1\""
+    );
     let files: BTreeSet<String> = k["configMapGenerator"]
         .as_array()
         .expect("configMapGenerator")
@@ -606,13 +661,16 @@ fn dashboards_become_configmaps_for_the_grafana_sidecar() {
         .collect();
     assert_eq!(files, ["podtrace-metrics.json", "podtrace-traces.json"].map(String::from).into());
 
-    let Some(rendered) = kustomize("config/dashboards") else { return };
+    let Some(rendered) = kustomize("config/dashboards") else {
+        return;
+    };
     let maps: Vec<&Value> = rendered.iter().filter(|o| o["kind"] == "ConfigMap").collect();
     assert_eq!(maps.len(), 2);
     for cm in maps {
         assert_eq!(cm["metadata"]["labels"]["grafana_dashboard"], "1");
         for (key, json) in cm["data"].as_object().unwrap() {
-            let parsed: Value = serde_json::from_str(json.as_str().unwrap()).expect("dashboard JSON survives kustomize");
+            let parsed: Value = serde_json::from_str(json.as_str().unwrap())
+                .expect("dashboard JSON survives kustomize");
             assert_eq!(parsed, dashboard(key), "{key} altered by kustomize");
         }
     }
@@ -621,7 +679,8 @@ fn dashboards_become_configmaps_for_the_grafana_sidecar() {
 #[test]
 fn dockerfile_builds_a_non_root_distroless_image() {
     let df = read(&root().join("Dockerfile"));
-    let lines: Vec<&str> = df.lines().map(str::trim).filter(|l| !l.starts_with('#') && !l.is_empty()).collect();
+    let lines: Vec<&str> =
+        df.lines().map(str::trim).filter(|l| !l.starts_with('#') && !l.is_empty()).collect();
     let froms: Vec<&&str> = lines.iter().filter(|l| l.starts_with("FROM ")).collect();
     assert!(froms.len() >= 2, "expected a multi-stage build");
     assert!(froms[0].contains("rust:") && froms[0].contains("bookworm"), "{}", froms[0]);
@@ -636,7 +695,10 @@ fn dockerfile_builds_a_non_root_distroless_image() {
     assert!(lines.contains(&r#"CMD ["run"]"#));
     assert!(df.contains("--locked"), "release builds must use Cargo.lock");
     let ignore = read(&root().join(".dockerignore"));
-    assert!(ignore.lines().any(|l| l.trim().trim_end_matches('/') == "target"), ".dockerignore must exclude target/");
+    assert!(
+        ignore.lines().any(|l| l.trim().trim_end_matches('/') == "target"),
+        ".dockerignore must exclude target/"
+    );
 }
 
 /// Renders a kustomization with the system kubectl; None (with a note) if there is none.
@@ -660,7 +722,9 @@ fn kustomize(dir: &str) -> Option<Vec<Value>> {
 /// `1000000` where the generator wrote `1000000.0`).
 fn first_difference(a: &Value, b: &Value, path: &str) -> Option<String> {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => (x.as_f64() != y.as_f64()).then(|| format!("{path}: {x} vs {y}")),
+        (Value::Number(x), Value::Number(y)) => {
+            (x.as_f64() != y.as_f64()).then(|| format!("{path}: {x} vs {y}"))
+        }
         (Value::Object(x), Value::Object(y)) => {
             let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
             keys.into_iter().find_map(|k| match (x.get(k), y.get(k)) {
@@ -671,16 +735,20 @@ fn first_difference(a: &Value, b: &Value, path: &str) -> Option<String> {
                 )),
             })
         }
-        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
-            x.iter().zip(y).enumerate().find_map(|(i, (xv, yv))| first_difference(xv, yv, &format!("{path}[{i}]")))
-        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => x
+            .iter()
+            .zip(y)
+            .enumerate()
+            .find_map(|(i, (xv, yv))| first_difference(xv, yv, &format!("{path}[{i}]"))),
         _ => (a != b).then(|| format!("{path}: {a} vs {b}")),
     }
 }
 
 #[test]
 fn default_kustomization_renders_everything_into_podtrace_system() {
-    let Some(objs) = kustomize("config/default") else { return };
+    let Some(objs) = kustomize("config/default") else {
+        return;
+    };
     let kinds: BTreeMap<String, usize> = objs.iter().fold(BTreeMap::new(), |mut m, o| {
         *m.entry(o["kind"].as_str().unwrap().to_owned()).or_default() += 1;
         m
@@ -702,7 +770,8 @@ fn default_kustomization_renders_everything_into_podtrace_system() {
     .collect();
     assert_eq!(kinds, expected);
 
-    let cluster_scoped = ["Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"];
+    let cluster_scoped =
+        ["Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"];
     for o in &objs {
         let kind = o["kind"].as_str().unwrap();
         if cluster_scoped.contains(&kind) {
@@ -726,7 +795,9 @@ fn default_kustomization_renders_everything_into_podtrace_system() {
 
 #[test]
 fn samples_render_without_a_namespace() {
-    let Some(objs) = kustomize("config/samples") else { return };
+    let Some(objs) = kustomize("config/samples") else {
+        return;
+    };
     let kinds: BTreeSet<&str> = objs.iter().map(|o| o["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["Deployment", "TraceSession"].into());
     for o in &objs {

@@ -18,9 +18,9 @@ use k8s_openapi::api::authorization::v1::{
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::discovery::{Scope, pinned_kind};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serde_json::{Value, json};
 
@@ -58,7 +58,10 @@ where
             Ok(None) => {}
             Err(e) => last = e,
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}; last: {last}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}; last: {last}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -69,7 +72,11 @@ fn render(dir: &str) -> Vec<Value> {
         .arg(root().join(dir))
         .output()
         .expect("kubectl is needed to render kustomizations");
-    assert!(out.status.success(), "kubectl kustomize {dir}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {dir}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_saphyr::from_multiple(&String::from_utf8(out.stdout).unwrap()).expect("rendered YAML")
 }
 
@@ -96,7 +103,8 @@ fn isolate(objs: Vec<Value>, ns: &str, suffix: &str) -> Vec<Value> {
                 let name = format!("{}-{suffix}", o["roleRef"]["name"].as_str().unwrap());
                 o["roleRef"]["name"] = json!(name);
             }
-            for s in o["subjects"].as_array_mut().into_iter().flatten() {
+            // get_mut, not indexing: IndexMut would add `subjects: null` to every object.
+            for s in o.get_mut("subjects").and_then(Value::as_array_mut).into_iter().flatten() {
                 s["namespace"] = json!(ns);
             }
             o
@@ -110,7 +118,8 @@ async fn api_for(client: &Client, obj: &Value) -> (Api<DynamicObject>, ApiResour
         None => (String::new(), obj["apiVersion"].as_str().unwrap().to_owned()),
     };
     let gvk = GroupVersionKind::gvk(&group, &version, obj["kind"].as_str().unwrap());
-    let (ar, caps) = pinned_kind(client, &gvk).await.unwrap_or_else(|e| panic!("discovering {gvk:?}: {e}"));
+    let (ar, caps) =
+        pinned_kind(client, &gvk).await.unwrap_or_else(|e| panic!("discovering {gvk:?}: {e}"));
     let api = match (caps.scope, obj["metadata"]["namespace"].as_str()) {
         (Scope::Namespaced, Some(ns)) => Api::namespaced_with(client.clone(), ns, &ar),
         (Scope::Namespaced, None) => panic!("namespaced {} without namespace", obj["kind"]),
@@ -188,8 +197,10 @@ async fn default_config_is_accepted_and_its_rbac_is_sufficient_and_least_privile
             apply(&client, o).await;
         }
         pods_pass_restricted_pod_security(&client, &ns).await;
-        let sa_client = service_account_client(&client, &ns).await;
+        let token = service_account_token(&client, &ns).await;
+        let sa_client = token_client(&token).await;
         rbac_is_sufficient_and_least_privilege(&sa_client, &ns).await;
+        controller_works_with_only_these_permissions(&client, &token, &ns).await;
     };
     let cleanup = async {
         // Namespace last: its deletion would take the namespaced objects with it anyway,
@@ -234,21 +245,24 @@ async fn pods_pass_restricted_pod_security(client: &Client, ns: &str) {
     .await;
 }
 
-/// A client that authenticates with a fresh token of the `podtrace` ServiceAccount, so the
-/// access checks below go through the real authenticator and authorizer.
-async fn service_account_client(admin: &Client, ns: &str) -> Client {
+/// A fresh token of the `podtrace` ServiceAccount, so the checks below go through the real
+/// authenticator and authorizer.
+async fn service_account_token(admin: &Client, ns: &str) -> String {
     let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), ns);
     let req = TokenRequest {
-        spec: TokenRequestSpec { expiration_seconds: Some(600), ..Default::default() },
+        spec: Some(TokenRequestSpec { expiration_seconds: Some(600), ..Default::default() }),
         ..Default::default()
     };
-    let token = sas
-        .create_token_request("podtrace", &PostParams::default(), &req)
+    sas.create_token_request("podtrace", &PostParams::default(), &req)
         .await
         .expect("TokenRequest for the podtrace ServiceAccount")
         .status
         .expect("TokenRequest status")
-        .token;
+        .token
+        .expect("TokenRequest returned no token")
+}
+
+async fn token_client(token: &str) -> Client {
     let env = common::TestEnv::from_env();
     let kubeconfig = Kubeconfig::read_from(&env.kubeconfig).expect("admin kubeconfig");
     // Same server and CA as the admin, different identity.
@@ -290,7 +304,14 @@ async fn rbac_is_sufficient_and_least_privilege(sa: &Client, ns: &str) {
         checks.push(c(verb, "podtrace.dev", "tracesessions", "", None, true));
     }
     for verb in ["get", "patch", "update"] {
-        checks.push(c(verb, "podtrace.dev", "tracesessions", "status", Some(elsewhere.clone()), true));
+        checks.push(c(
+            verb,
+            "podtrace.dev",
+            "tracesessions",
+            "status",
+            Some(elsewhere.clone()),
+            true,
+        ));
     }
     for verb in ["get", "create", "update"] {
         checks.push(c(verb, "coordination.k8s.io", "leases", "", own.clone(), true));
@@ -354,7 +375,181 @@ async fn rbac_is_sufficient_and_least_privilege(sa: &Client, ns: &str) {
             ));
         }
     }
-    assert!(wrong.is_empty(), "RBAC of the podtrace ServiceAccount is off:\n  {}", wrong.join("\n  "));
+    assert!(
+        wrong.is_empty(),
+        "RBAC of the podtrace ServiceAccount is off:\n  {}",
+        wrong.join("\n  ")
+    );
+}
+
+/// Kills the controller process this test started, also when an assertion fails.
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The admin kubeconfig's cluster with the ServiceAccount token as the only user.
+fn service_account_kubeconfig(token: &str) -> tempfile::NamedTempFile {
+    let env = common::TestEnv::from_env();
+    let admin: Value = serde_saphyr::from_str(&std::fs::read_to_string(&env.kubeconfig).unwrap())
+        .expect("admin kubeconfig is YAML");
+    let cluster = admin["clusters"][0].clone();
+    let kc = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [cluster],
+        "users": [{ "name": "podtrace", "user": { "token": token } }],
+        "contexts": [{ "name": "podtrace", "context": { "cluster": cluster["name"], "user": "podtrace" } }],
+        "current-context": "podtrace",
+    });
+    let file = tempfile::NamedTempFile::new().unwrap();
+    // JSON is YAML, so this is a valid kubeconfig.
+    std::fs::write(file.path(), serde_json::to_vec_pretty(&kc).unwrap()).unwrap();
+    file
+}
+
+/// The access reviews prove the rules say what we mean; this proves they are what the
+/// controller needs: the real binary, authenticated as the ServiceAccount, must sync its
+/// watches, win the Lease in its namespace, write a TraceSession's status and see a pod,
+/// without a single "forbidden" in its log.
+async fn controller_works_with_only_these_permissions(admin: &Client, token: &str, ns: &str) {
+    let env = common::TestEnv::from_env();
+    let kubeconfig = service_account_kubeconfig(token);
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let identity = format!("e2e-deploy-{}", common::random_hex(3));
+    let child = Command::new(env!("CARGO_BIN_EXE_podtrace"))
+        .args(["run", "--leader-elect=true", "--log-format=json"])
+        .arg("--kubeconfig")
+        .arg(kubeconfig.path())
+        .arg(format!("--metrics-addr=127.0.0.1:{port}"))
+        .arg(format!("--lease-namespace={ns}"))
+        .arg(format!("--identity={identity}"))
+        .arg(format!("--otlp-endpoint={}", env.otlp_grpc))
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .expect("starting podtrace run");
+    let child = std::sync::Mutex::new(ChildGuard(child));
+    let log_tail = || {
+        let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    };
+    let exited = || child.lock().unwrap().0.try_wait().ok().flatten();
+    // Watches retry a 403 forever, so a missing permission would otherwise only show as a
+    // timeout; fail on the first denial instead, quoting it.
+    let denied = || {
+        let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+        let lines: Vec<String> = text
+            .lines()
+            .filter(|l| l.to_lowercase().contains("forbidden"))
+            .take(3)
+            .map(String::from)
+            .collect();
+        assert!(
+            lines.is_empty(),
+            "the controller was denied something it needs:\n{}",
+            lines.join("\n")
+        );
+    };
+
+    let http = reqwest::Client::new();
+    poll("the controller's /readyz", Duration::from_secs(60), || async {
+        if let Some(status) = exited() {
+            panic!("podtrace run exited with {status}:\n{}", log_tail());
+        }
+        denied();
+        let r = http
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            .map_err(|e| format!("{e}; controller log:\n{}", log_tail()))?;
+        if r.status().is_success() {
+            Ok(Some(()))
+        } else {
+            Err(format!("/readyz answered {}; controller log:\n{}", r.status(), log_tail()))
+        }
+    })
+    .await;
+
+    let leases: Api<DynamicObject> = Api::namespaced_with(
+        admin.clone(),
+        ns,
+        &ApiResource::from_gvk(&GroupVersionKind::gvk("coordination.k8s.io", "v1", "Lease")),
+    );
+    poll("the controller to hold the Lease in its namespace", Duration::from_secs(60), || async {
+        denied();
+        let list = leases.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
+        if list.items.iter().any(|l| l.data["spec"]["holderIdentity"] == identity.as_str()) {
+            Ok(Some(()))
+        } else {
+            Err(format!("{} leases, none held by {identity}:\n{}", list.items.len(), log_tail()))
+        }
+    })
+    .await;
+
+    let sessions: Api<DynamicObject> = Api::namespaced_with(
+        admin.clone(),
+        ns,
+        &ApiResource::erase::<podtrace::session::TraceSession>(&()),
+    );
+    let mut session: DynamicObject = serde_json::from_value(valid_session("rbac-proof")).unwrap();
+    session.data["spec"]["selector"] = json!({ "matchLabels": { "app": "rbac-proof" } });
+    sessions
+        .create(&PostParams::default(), &session)
+        .await
+        .expect("creating a TraceSession as admin");
+    poll("the controller to mark the session Active", Duration::from_secs(60), || async {
+        denied();
+        let s = sessions.get("rbac-proof").await.map_err(|e| e.to_string())?;
+        let phase = &s.data["status"]["phase"];
+        if phase == "Active" {
+            Ok(Some(()))
+        } else {
+            Err(format!("phase {phase}:\n{}", log_tail()))
+        }
+    })
+    .await;
+
+    // The namespace enforces restricted Pod Security, so the pod has to comply too.
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": { "name": "rbac-proof", "labels": { "app": "rbac-proof" } },
+        "spec": {
+            "securityContext": { "runAsNonRoot": true, "runAsUser": 65532, "seccompProfile": { "type": "RuntimeDefault" } },
+            "containers": [{
+                "name": "c",
+                "image": "registry.k8s.io/pause:3.10",
+                "securityContext": { "allowPrivilegeEscalation": false, "capabilities": { "drop": ["ALL"] } }
+            }]
+        }
+    }))
+    .unwrap();
+    Api::<Pod>::namespaced(admin.clone(), ns)
+        .create(&PostParams::default(), &pod)
+        .await
+        .expect("creating a pod");
+    poll("the session to count the matching pod", Duration::from_secs(60), || async {
+        denied();
+        let s = sessions.get("rbac-proof").await.map_err(|e| e.to_string())?;
+        let matched = s.data["status"]["podsMatched"].as_i64().unwrap_or(0);
+        if matched >= 1 {
+            Ok(Some(()))
+        } else {
+            Err(format!("podsMatched {matched}:\n{}", log_tail()))
+        }
+    })
+    .await;
+
+    if let Some(status) = exited() {
+        panic!("podtrace run exited with {status}:\n{}", log_tail());
+    }
+    denied();
 }
 
 /// A TraceSession the API server must accept; each case below breaks one field of it.
@@ -379,8 +574,11 @@ async fn api_server_refuses_invalid_trace_sessions_with_readable_messages() {
     ensure_crd(&client).await;
     // Dry-run creates: full validation, nothing persisted, nothing to clean up.
     let ns = "default";
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), ns, &ApiResource::erase::<podtrace::session::TraceSession>(&()));
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        ns,
+        &ApiResource::erase::<podtrace::session::TraceSession>(&()),
+    );
     let dry = PostParams { dry_run: true, ..Default::default() };
     let create = |obj: Value| {
         let api = api.clone();
@@ -398,7 +596,8 @@ async fn api_server_refuses_invalid_trace_sessions_with_readable_messages() {
     })
     .await;
 
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &[&str])> = vec![
+    type Mutation = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Mutation, &[&str])> = vec![
         (
             "bad duration",
             Box::new(|s| s["spec"]["duration"] = json!("ten minutes")),
@@ -414,7 +613,11 @@ async fn api_server_refuses_invalid_trace_sessions_with_readable_messages() {
             Box::new(|s| s["spec"]["attributes"] = json!({ "k8s.foo": "bar" })),
             &["spec.attributes", "reserved"],
         ),
-        ("empty operations", Box::new(|s| s["spec"]["operations"] = json!([])), &["spec.operations", "at least 1"]),
+        (
+            "empty operations",
+            Box::new(|s| s["spec"]["operations"] = json!([])),
+            &["spec.operations", "at least 1"],
+        ),
         (
             "unknown operation",
             Box::new(|s| s["spec"]["operations"] = json!(["PodExplode"])),
@@ -425,7 +628,11 @@ async fn api_server_refuses_invalid_trace_sessions_with_readable_messages() {
             Box::new(|s| s["spec"]["operations"] = json!(["PodStartup", "PodStartup"])),
             &["spec.operations", "must not repeat"],
         ),
-        ("maxTraces 0", Box::new(|s| s["spec"]["maxTraces"] = json!(0)), &["spec.maxTraces", "greater than or equal to 1"]),
+        (
+            "maxTraces 0",
+            Box::new(|s| s["spec"]["maxTraces"] = json!(0)),
+            &["spec.maxTraces", "greater than or equal to 1"],
+        ),
         (
             "missing selector",
             Box::new(|s| {
@@ -442,7 +649,9 @@ async fn api_server_refuses_invalid_trace_sessions_with_readable_messages() {
         match create(session).await {
             Ok(_) => wrong.push(format!("{what}: accepted")),
             Err(kube::Error::Api(status)) => {
-                let missing: Vec<_> = expected.iter().filter(|e| !status.message.contains(**e)).collect();
+                eprintln!("{what}: {}", status.message);
+                let missing: Vec<_> =
+                    expected.iter().filter(|e| !status.message.contains(**e)).collect();
                 if status.code != 422 || !missing.is_empty() {
                     wrong.push(format!(
                         "{what}: HTTP {} with message {:?}, which lacks {missing:?}",
@@ -453,6 +662,9 @@ async fn api_server_refuses_invalid_trace_sessions_with_readable_messages() {
             Err(e) => wrong.push(format!("{what}: unexpected error {e}")),
         }
     }
-    assert!(wrong.is_empty(), "invalid TraceSessions not refused as expected:\n  {}", wrong.join("\n  "));
+    assert!(
+        wrong.is_empty(),
+        "invalid TraceSessions not refused as expected:\n  {}",
+        wrong.join("\n  ")
+    );
 }
-

@@ -21,7 +21,10 @@ const SCENARIOS: &[&str] = &[
 
 /// Grace long enough that no trace finishes mid-stream, so reordering cannot make input late.
 fn patient() -> Config {
-    Config { grace: SignedDuration::from_secs(24 * 3600), ..Config::default() }
+    Config {
+        grace: SignedDuration::from_secs(24 * 3600),
+        ..Config::default()
+    }
 }
 
 /// The span set, as (name, id, parent) — what must not depend on arrival order.
@@ -30,7 +33,12 @@ fn shape(traces: &[Trace]) -> Vec<(String, String, Option<String>, &'static str)
         .iter()
         .flat_map(|t| {
             t.spans.iter().map(move |s| {
-                (t.trace_id.to_string(), s.span_id.to_string(), s.parent.map(|p| p.to_string()), s.name)
+                (
+                    t.trace_id.to_string(),
+                    s.span_id.to_string(),
+                    s.parent.map(|p| p.to_string()),
+                    s.name,
+                )
             })
         })
         .collect();
@@ -108,6 +116,79 @@ fn duplicated_stream_equals_single_stream() {
         let (a, _) = run(obs, patient());
         let (b, engine) = run(doubled, patient());
         assert_eq!(a, b, "{name}: re-delivery changed the trace");
-        assert!(engine.stats().duplicate_events > 0 || !a[0].spans.iter().any(|s| s.name.starts_with("container")));
+        assert!(
+            engine.stats().duplicate_events > 0
+                || !a[0].spans.iter().any(|s| s.name.starts_with("container"))
+        );
+    }
+}
+
+/// Every JSON object (not array) reachable in `v`, as a path of keys.
+fn object_paths(v: &serde_json::Value, path: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    if let serde_json::Value::Object(m) = v {
+        for (k, child) in m {
+            path.push(k.clone());
+            out.push(path.clone());
+            object_paths(child, path, out);
+            path.pop();
+        }
+    }
+}
+
+fn raw_objects() -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for name in SCENARIOS {
+        let dir = fixture_dir(name);
+        for f in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let text = std::fs::read_to_string(f.path()).unwrap_or_default();
+            for line in text.lines() {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+                    out.push(v["object"].clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Conversions never panic: drop or replace arbitrary fields with wrong-typed values.
+    #[test]
+    fn conversions_never_panic_on_mutated_objects(
+        pick in any::<prop::sample::Index>(),
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), 0u8..5), 1..6),
+    ) {
+        let objects = raw_objects();
+        prop_assume!(!objects.is_empty());
+        let mut v = objects[pick.index(objects.len())].clone();
+        for (at, how) in edits {
+            let mut paths = Vec::new();
+            object_paths(&v, &mut Vec::new(), &mut paths);
+            if paths.is_empty() { break; }
+            let path = &paths[at.index(paths.len())];
+            let Some((last, parents)) = path.split_last() else { continue };
+            let mut cur = &mut v;
+            for p in parents {
+                cur = &mut cur[p.as_str()];
+            }
+            if let serde_json::Value::Object(m) = cur {
+                match how {
+                    0 => { m.remove(last); }
+                    1 => { m.insert(last.clone(), serde_json::Value::Null); }
+                    2 => { m.insert(last.clone(), serde_json::json!(-1)); }
+                    3 => { m.insert(last.clone(), serde_json::json!("")); }
+                    _ => { m.insert(last.clone(), serde_json::json!("spec.containers{")); }
+                }
+            }
+        }
+        if let Ok(object) = Object::from_json(v) {
+            let mut engine = podtrace::timeline::Engine::new(Config::default());
+            engine.observe(Observation { action: podtrace::observe::Action::Added, object, observed_at: None });
+            for t in engine.drain() {
+                check_invariants(&t);
+            }
+        }
     }
 }

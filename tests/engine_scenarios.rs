@@ -74,40 +74,97 @@ fn multi_container_init_tree() {
     assert_eq!(root.service, Service::Podtrace);
     assert_eq!(root.start, ts("2026-11-21T10:00:00Z"));
     assert_eq!(root.end, ts("2026-11-21T10:00:19Z"));
-    assert_eq!(attr_str(root, "podtrace.timing.end_source"), Some("condition.Ready"));
+    assert_eq!(
+        attr_str(root, "podtrace.timing.end_source"),
+        Some("condition.Ready")
+    );
     assert_eq!(attr_str(root, "k8s.deployment.name"), Some("shop"));
-    assert_eq!(attr_str(root, "k8s.replicaset.name"), Some("shop-7d9f8c6b5"));
+    assert_eq!(
+        attr_str(root, "k8s.replicaset.name"),
+        Some("shop-7d9f8c6b5")
+    );
     assert_eq!(attr_str(root, "podtrace.outcome"), Some("ready"));
 
     let sched = span(&t, "pod.schedule");
     assert_eq!(sched.service, Service::Scheduler);
-    assert_eq!(sched.end, ts("2026-11-21T10:00:00.812345Z"), "µs eventTime used");
-    assert_eq!(attr_str(sched, "podtrace.timing.end_source"), Some("event.eventTime"));
+    assert_eq!(
+        sched.end,
+        ts("2026-11-21T10:00:00.812345Z"),
+        "µs eventTime used"
+    );
+    assert_eq!(
+        attr_str(sched, "podtrace.timing.end_source"),
+        Some("event.eventTime")
+    );
 
     let sandbox = span(&t, "pod.sandbox");
-    assert_eq!(sandbox.service, Service::Kubelet { node: "node-a".into() });
-    assert_eq!(attr_str(sandbox, "podtrace.timing.end_source"), Some("condition.PodReadyToStartContainers"));
-    assert_eq!(attr_str(sandbox, "cloud.availability_zone"), Some("eu-west-1a"));
+    assert_eq!(
+        sandbox.service,
+        Service::Kubelet {
+            node: "node-a".into()
+        }
+    );
+    assert_eq!(
+        attr_str(sandbox, "podtrace.timing.end_source"),
+        Some("condition.PodReadyToStartContainers")
+    );
+    assert_eq!(
+        attr_str(sandbox, "cloud.availability_zone"),
+        Some("eu-west-1a")
+    );
     assert_eq!(attr_str(sandbox, "k8s.kubelet.version"), Some("v1.36.3"));
 
     let init = span(&t, "container.init");
     assert_eq!(init.end, ts("2026-11-21T10:00:08Z"));
-    assert_eq!(attr_str(init, "podtrace.timing.end_source"), Some("status.finishedAt"));
+    assert_eq!(
+        attr_str(init, "podtrace.timing.end_source"),
+        Some("status.finishedAt")
+    );
 
     // The app pull lasts the "including waiting" figure from Pulling.
     let pulls = spans(&t, "container.image_pull");
-    let app_pull = pulls.iter().find(|s| attr_str(s, "k8s.container.name") == Some("app")).expect("app pull");
+    let app_pull = pulls
+        .iter()
+        .find(|s| attr_str(s, "k8s.container.name") == Some("app"))
+        .expect("app pull");
     assert_eq!(app_pull.duration(), SignedDuration::from_millis(3900));
-    assert_eq!(attr_str(app_pull, "podtrace.timing.end_source"), Some("pulled.message"));
-    assert_eq!(attr(app_pull, "podtrace.image.size_bytes"), Some(&Value::Int(48_213_211)));
-    assert_eq!(attr(app_pull, "podtrace.image.pull_duration_ms"), Some(&Value::Float(3100.0)));
-    assert_eq!(attr_str(app_pull, "container.image.name"), Some("ghcr.io/acme/shop"));
-    assert_eq!(attr(app_pull, "container.image.tags"), Some(&Value::StrList(vec!["1.4.2".into()])));
-    let metrics_pull = pulls.iter().find(|s| attr_str(s, "k8s.container.name") == Some("metrics")).expect("metrics pull");
-    assert_eq!(attr(metrics_pull, "podtrace.image.cached"), Some(&Value::Bool(true)));
+    assert_eq!(
+        attr_str(app_pull, "podtrace.timing.end_source"),
+        Some("pulled.message")
+    );
+    assert_eq!(
+        attr(app_pull, "podtrace.image.size_bytes"),
+        Some(&Value::Int(48_213_211))
+    );
+    assert_eq!(
+        attr(app_pull, "podtrace.image.pull_duration_ms"),
+        Some(&Value::Float(3100.0))
+    );
+    assert_eq!(
+        attr_str(app_pull, "container.image.name"),
+        Some("ghcr.io/acme/shop")
+    );
+    assert_eq!(
+        attr(app_pull, "container.image.tags"),
+        Some(&Value::StrList(vec!["1.4.2".into()]))
+    );
+    let metrics_pull = pulls
+        .iter()
+        .find(|s| attr_str(s, "k8s.container.name") == Some("metrics"))
+        .expect("metrics pull");
+    assert_eq!(
+        attr(metrics_pull, "podtrace.image.cached"),
+        Some(&Value::Bool(true))
+    );
 
     // Sidecar is done when started, not when it exits.
-    let proxy = t.spans.iter().find(|s| attr_str(s, "k8s.container.name") == Some("proxy") && s.name == "container.startup").unwrap();
+    let proxy = t
+        .spans
+        .iter()
+        .find(|s| {
+            attr_str(s, "k8s.container.name") == Some("proxy") && s.name == "container.startup"
+        })
+        .unwrap();
     assert_eq!(attr_str(proxy, "podtrace.container.kind"), Some("sidecar"));
     assert_eq!(proxy.end, ts("2026-11-21T10:00:11Z"));
 
@@ -117,7 +174,10 @@ fn multi_container_init_tree() {
 
     let phase = |n: &str| t.phases.iter().find(|(k, _)| *k == n).map(|(_, d)| *d);
     assert_eq!(phase("total"), Some(SignedDuration::from_secs(19)));
-    assert_eq!(phase("create_to_schedule"), Some(SignedDuration::from_micros(812_345)));
+    assert_eq!(
+        phase("create_to_schedule"),
+        Some(SignedDuration::from_micros(812_345))
+    );
     // CL2: watch = first observation with phase Running (10:00:17.000), run = latest startedAt (16 s).
     assert_eq!(phase("run_to_watch"), Some(SignedDuration::from_secs(1)));
     assert_eq!(phase("pod_startup"), Some(SignedDuration::from_secs(17)));
@@ -129,14 +189,29 @@ fn cached_images_with_kwok_component() {
     let t = one_trace("cached-images");
     assert_eq!(t.outcome, Outcome::Ready);
     assert!(t.remote_parent.is_none());
-    assert_eq!(t.trace_id, podtrace::ids::trace_id("22222222-bbbb-4000-8000-000000000002"));
+    assert_eq!(
+        t.trace_id,
+        podtrace::ids::trace_id("22222222-bbbb-4000-8000-000000000002")
+    );
     let pull = span(&t, "container.image_pull");
-    assert_eq!(attr(pull, "podtrace.image.cached"), Some(&Value::Bool(true)));
+    assert_eq!(
+        attr(pull, "podtrace.image.cached"),
+        Some(&Value::Bool(true))
+    );
     assert_eq!(pull.duration(), SignedDuration::ZERO);
-    assert_eq!(span(&t, "container.startup").service, Service::Kubelet { node: "kwok-node-0".into() });
+    assert_eq!(
+        span(&t, "container.startup").service,
+        Service::Kubelet {
+            node: "kwok-node-0".into()
+        }
+    );
     assert_eq!(attr_str(&t.spans[0], "k8s.deployment.name"), Some("web"));
     // Without observation times, ClusterLoader2's watch-based phases are unknown, not invented.
-    assert!(!t.phases.iter().any(|(k, _)| *k == "run_to_watch" || *k == "pod_startup"));
+    assert!(
+        !t.phases
+            .iter()
+            .any(|(k, _)| *k == "run_to_watch" || *k == "pod_startup")
+    );
 }
 
 #[test]
@@ -144,19 +219,31 @@ fn failed_scheduling_then_scheduled() {
     let t = one_trace("failed-scheduling");
     assert_eq!(t.outcome, Outcome::Ready);
     let sched = span(&t, "pod.schedule");
-    assert_eq!(sched.events.len(), 1, "one span event per FailedScheduling event, however often it repeats");
+    assert_eq!(
+        sched.events.len(),
+        1,
+        "one span event per FailedScheduling event, however often it repeats"
+    );
     let ev = &sched.events[0];
     assert_eq!(ev.name, "FailedScheduling");
     assert!(ev.attributes.contains(&("k8s.event.count", Value::Int(2))));
     assert_eq!(sched.end, ts("2026-11-21T10:00:30.104017Z"));
     assert_eq!(sched.status, Status::Unset);
-    assert_eq!(attr_str(&t.spans[0], "k8s.statefulset.name"), Some("batch-worker"));
+    assert_eq!(
+        attr_str(&t.spans[0], "k8s.statefulset.name"),
+        Some("batch-worker")
+    );
 }
 
 #[test]
 fn image_pull_failure_is_failed() {
     let t = one_trace("image-pull-failure");
-    assert_eq!(t.outcome, Outcome::Failed { reason: "ImagePullBackOff".into() });
+    assert_eq!(
+        t.outcome,
+        Outcome::Failed {
+            reason: "ImagePullBackOff".into()
+        }
+    );
     assert!(matches!(t.spans[0].status, Status::Error(ref m) if m.contains("ImagePullBackOff")));
     let pull = span(&t, "container.image_pull");
     assert!(matches!(pull.status, Status::Error(_)));
@@ -173,7 +260,12 @@ fn image_pull_failure_is_failed() {
 #[test]
 fn crash_loop_is_failed() {
     let t = one_trace("crash-loop");
-    assert_eq!(t.outcome, Outcome::Failed { reason: "CrashLoopBackOff".into() });
+    assert_eq!(
+        t.outcome,
+        Outcome::Failed {
+            reason: "CrashLoopBackOff".into()
+        }
+    );
     let c = span(&t, "container.startup");
     assert!(matches!(c.status, Status::Error(ref m) if m.starts_with("CrashLoopBackOff")));
     assert!(c.events.iter().any(|e| e.name == "BackOff"));
@@ -190,10 +282,32 @@ fn deleted_before_ready() {
     assert!(matches!(t.spans[0].status, Status::Error(_)));
     // Ends when the deletion was first observed (10:00:05.000), not at the grace deadline.
     assert_eq!(t.spans[0].end, ts("2026-11-21T10:00:05Z"));
-    assert_eq!(attr_str(&t.spans[0], "podtrace.timing.end_source"), Some("observedAt"));
+    assert_eq!(
+        attr_str(&t.spans[0], "podtrace.timing.end_source"),
+        Some("observedAt")
+    );
     assert_eq!(attr_str(&t.spans[0], "k8s.job.name"), Some("slow-start"));
     let pull = span(&t, "container.image_pull");
-    assert_eq!(pull.end, t.spans[0].end, "an unfinished pull runs to the end of the trace");
+    assert_eq!(
+        pull.end, t.spans[0].end,
+        "an unfinished pull runs to the end of the trace"
+    );
+
+    // Without observation times: deletionTimestamp (10:00:35) minus the 30 s grace period.
+    let obs: Vec<_> = load("deleted-before-ready")
+        .into_iter()
+        .map(|mut o| {
+            o.observed_at = None;
+            o
+        })
+        .collect();
+    let (traces, _) = run(obs, Config::default());
+    assert_eq!(traces.len(), 1);
+    assert_eq!(traces[0].spans[0].end, ts("2026-11-21T10:00:05Z"));
+    assert_eq!(
+        attr_str(&traces[0].spans[0], "podtrace.timing.end_source"),
+        Some("deletionTimestamp")
+    );
 }
 
 #[test]
@@ -207,9 +321,17 @@ fn late_duplicate_and_out_of_order_events() {
     assert!(engine.stats().duplicate_events >= 1);
     assert!(engine.stats().late_observations >= 2);
     assert_eq!(engine.in_flight(), 0);
-    assert_eq!(engine.orphan_events(), 0, "buffered events were adopted by their pod");
+    assert_eq!(
+        engine.orphan_events(),
+        0,
+        "buffered events were adopted by their pod"
+    );
     // The late Unhealthy warning arrived after the grace period: not attached anywhere.
-    assert!(t.spans.iter().all(|s| s.events.iter().all(|e| e.name != "Unhealthy")));
+    assert!(
+        t.spans
+            .iter()
+            .all(|s| s.events.iter().all(|e| e.name != "Unhealthy"))
+    );
     assert_eq!(attr_str(&t.spans[0], "k8s.daemonset.name"), Some("echo"));
 }
 
@@ -217,27 +339,64 @@ fn late_duplicate_and_out_of_order_events() {
 fn pod_first_seen_mid_startup_is_partial() {
     let t = one_trace("mid-startup");
     assert!(t.partial);
-    assert_eq!(attr(&t.spans[0], "podtrace.partial"), Some(&Value::Bool(true)));
+    assert_eq!(
+        attr(&t.spans[0], "podtrace.partial"),
+        Some(&Value::Bool(true))
+    );
     assert_eq!(t.outcome, Outcome::Ready);
     // Malformed traceparent ignored; legacy context only noted.
     assert!(t.remote_parent.is_none());
-    assert_eq!(attr(&t.spans[0], "podtrace.traceparent_invalid"), Some(&Value::Bool(true)));
-    assert_eq!(attr(&t.spans[0], "podtrace.legacy_trace_context"), Some(&Value::Bool(true)));
+    assert_eq!(
+        attr(&t.spans[0], "podtrace.traceparent_invalid"),
+        Some(&Value::Bool(true))
+    );
+    assert_eq!(
+        attr(&t.spans[0], "podtrace.legacy_trace_context"),
+        Some(&Value::Bool(true))
+    );
     let sched = span(&t, "pod.schedule");
-    assert_eq!(attr_str(sched, "podtrace.timing.end_source"), Some("condition.PodScheduled"));
-    let app = t.spans.iter().find(|s| s.name == "container.startup" && attr_str(s, "k8s.container.name") == Some("app")).unwrap();
-    assert_eq!(attr_str(app, "podtrace.timing.end_source"), Some("status.startedAt"));
+    assert_eq!(
+        attr_str(sched, "podtrace.timing.end_source"),
+        Some("condition.PodScheduled")
+    );
+    let app = t
+        .spans
+        .iter()
+        .find(|s| s.name == "container.startup" && attr_str(s, "k8s.container.name") == Some("app"))
+        .unwrap();
+    assert_eq!(
+        attr_str(app, "podtrace.timing.end_source"),
+        Some("status.startedAt")
+    );
     assert_eq!(app.end, ts("2026-11-21T10:00:06Z"));
-    assert_eq!(attr_str(app, "container.image.name"), Some("registry.example.com:5000/team/app"));
+    assert_eq!(
+        attr_str(app, "container.image.name"),
+        Some("registry.example.com:5000/team/app")
+    );
 }
 
 #[test]
 fn ignore_finished_before_suppresses_old_startups() {
-    let config = Config { ignore_finished_before: Some(ts("2026-11-21T11:00:00Z")), ..Config::default() };
+    let config = Config {
+        ignore_finished_before: Some(ts("2026-11-21T11:00:00Z")),
+        ..Config::default()
+    };
     let (traces, engine) = run(load("cached-images"), config);
     assert!(traces.is_empty());
     assert_eq!(engine.stats().traces_ignored, 1);
-    let config = Config { ignore_finished_before: Some(ts("2026-11-21T09:00:00Z")), ..Config::default() };
+    // Dropped as soon as the end is known, not held through the grace period.
+    let mut engine = podtrace::timeline::Engine::new(Config {
+        ignore_finished_before: Some(ts("2026-11-21T11:00:00Z")),
+        ..Config::default()
+    });
+    for o in load("cached-images") {
+        assert!(engine.observe(o).is_empty());
+    }
+    assert_eq!(engine.in_flight(), 0);
+    let config = Config {
+        ignore_finished_before: Some(ts("2026-11-21T09:00:00Z")),
+        ..Config::default()
+    };
     let (traces, _) = run(load("cached-images"), config);
     assert_eq!(traces.len(), 1);
 }
@@ -246,7 +405,10 @@ fn ignore_finished_before_suppresses_old_startups() {
 fn timeout_and_advance() {
     // Only the first two pod observations: never Ready.
     let obs: Vec<_> = load("deleted-before-ready").into_iter().take(4).collect();
-    let mut engine = podtrace::timeline::Engine::new(Config { timeout: SignedDuration::from_secs(60), ..Config::default() });
+    let mut engine = podtrace::timeline::Engine::new(Config {
+        timeout: SignedDuration::from_secs(60),
+        ..Config::default()
+    });
     for o in obs {
         assert!(engine.observe(o).is_empty());
     }
@@ -281,13 +443,130 @@ fn orphan_events_are_bounded_and_expire() {
         .filter(|o| matches!(o.object, podtrace::observe::Object::Event(_)))
         .collect();
     let n = obs.len();
-    let mut engine = podtrace::timeline::Engine::new(Config { max_orphan_events: 5, ..Config::default() });
+    let mut engine = podtrace::timeline::Engine::new(Config {
+        max_orphan_events: 5,
+        ..Config::default()
+    });
     for o in obs {
         engine.observe(o);
     }
     assert!(engine.orphan_events() <= 5);
-    assert_eq!(engine.stats().orphan_events_dropped as usize, n - engine.orphan_events());
+    assert_eq!(
+        engine.stats().orphan_events_dropped as usize,
+        n - engine.orphan_events()
+    );
     engine.advance(ts("2026-11-21T10:10:00Z"));
     assert_eq!(engine.orphan_events(), 0, "orphans expire");
     assert!(engine.drain().is_empty(), "events alone never make a trace");
+}
+
+#[test]
+fn memory_scales_with_pods_in_flight() {
+    use podtrace::observe::{Action, Object, Observation, PodCondition, PodFacts};
+    let base = ts("2026-11-21T10:00:00Z");
+    let mut engine = podtrace::timeline::Engine::new(Config::default());
+    let mut emitted = 0;
+    for i in 0..2000i64 {
+        let created = base + SignedDuration::from_secs(i);
+        let pod = PodFacts {
+            uid: format!("uid-{i}"),
+            namespace: "ns".into(),
+            name: format!("p-{i}"),
+            resource_version: Some(format!("{}", 10 + i)),
+            created: Some(created),
+            node_name: Some("n".into()),
+            conditions: vec![PodCondition {
+                kind: "Ready".into(),
+                status: true,
+                last_transition: Some(created + SignedDuration::from_secs(2)),
+                reason: None,
+                message: None,
+            }],
+            ..PodFacts::default()
+        };
+        emitted += engine
+            .observe(Observation {
+                action: Action::Added,
+                object: Object::Pod(Box::new(pod)),
+                observed_at: Some(created),
+            })
+            .len();
+        // Only pods within the last grace period are still held.
+        assert!(
+            engine.in_flight() <= 13,
+            "in flight: {}",
+            engine.in_flight()
+        );
+    }
+    emitted += engine
+        .advance(base + SignedDuration::from_secs(2000 + 20))
+        .len();
+    assert_eq!(emitted, 2000);
+    assert_eq!(engine.in_flight(), 0);
+    assert!(engine.finished_remembered() > 0);
+    // Finished UIDs are forgotten after timeout + grace.
+    engine.advance(base + SignedDuration::from_secs(2000 + 16 * 60));
+    assert_eq!(engine.finished_remembered(), 0);
+}
+
+#[test]
+fn failed_init_container_of_a_never_restarting_pod() {
+    use podtrace::observe::{
+        Action, ContainerFacts, ContainerState, Object, Observation, PodFacts, Terminated,
+    };
+    let created = ts("2026-11-21T10:00:00Z");
+    let pod = PodFacts {
+        uid: "uid-init-fail".into(),
+        namespace: "ns".into(),
+        name: "job-x".into(),
+        created: Some(created),
+        node_name: Some("n1".into()),
+        phase: Some("Failed".into()),
+        init_containers: vec![ContainerFacts {
+            name: "setup".into(),
+            image: "busybox".into(),
+            state: ContainerState::Terminated(Terminated {
+                exit_code: 3,
+                reason: Some("Error".into()),
+                started_at: Some(created + SignedDuration::from_secs(2)),
+                finished_at: Some(created + SignedDuration::from_secs(4)),
+            }),
+            ..ContainerFacts::default()
+        }],
+        containers: vec![ContainerFacts {
+            name: "main".into(),
+            image: "busybox".into(),
+            ..ContainerFacts::default()
+        }],
+        ..PodFacts::default()
+    };
+    let (traces, _) = run(
+        vec![Observation {
+            action: Action::Modified,
+            object: Object::Pod(Box::new(pod)),
+            observed_at: None,
+        }],
+        Config::default(),
+    );
+    assert_eq!(traces.len(), 1);
+    let t = &traces[0];
+    check_invariants(t);
+    assert_eq!(
+        t.outcome,
+        Outcome::Failed {
+            reason: "Error".into()
+        }
+    );
+    assert!(t.partial);
+    let init = span(t, "container.init");
+    assert!(
+        matches!(init.status, Status::Error(ref m) if m.contains("exited with code 3")),
+        "{:?}",
+        init.status
+    );
+    assert_eq!(t.spans[0].end, ts("2026-11-21T10:00:04Z"));
+    assert_eq!(
+        attr_str(&t.spans[0], "podtrace.timing.end_source"),
+        Some("status.finishedAt")
+    );
 }

@@ -265,3 +265,29 @@ fn stdin_is_read_with_dash() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("replayed 1 observations"), "{stderr}");
 }
+
+#[test]
+fn a_directory_stands_for_its_recordings_in_name_order() {
+    let dir = tempfile::tempdir().unwrap();
+    write_temp(&dir, "b-pods.json", &lines(&[watch("ADDED", pod("b", Some("2")))]));
+    write_temp(&dir, "a-pods.json", &lines(&[watch("ADDED", pod("a", Some("2")))]));
+    write_temp(&dir, "notes.txt", b"not a recording");
+    write_temp(&dir, ".hidden.json", b"garbage");
+    let files = podtrace::replay::input::recordings_in(dir.path()).unwrap();
+    let names: Vec<_> = files.iter().map(|f| f.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, ["a-pods.json", "b-pods.json"]);
+    let got: Vec<String> = Inputs::open_paths(&[dir.path()])
+        .unwrap()
+        .map(|r| match r {
+            Ok(Record::Observation { observation: o, .. }) => match o.object {
+                Object::Pod(p) => p.name,
+                _ => "other".into(),
+            },
+            other => format!("{other:?}"),
+        })
+        .collect();
+    // Equal resourceVersions: name order decides.
+    assert_eq!(got, ["a", "b"]);
+    let empty = tempfile::tempdir().unwrap();
+    assert!(Inputs::open_paths(&[empty.path()]).is_err());
+}

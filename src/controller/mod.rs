@@ -61,6 +61,10 @@ pub struct RunArgs {
     /// Kubeconfig context (default: the current context).
     #[arg(long)]
     pub context: Option<String>,
+    /// Follow TraceSessions, Pods and Events of this namespace only (default: all namespaces;
+    /// a namespaced install then needs only a Role, plus read access to Nodes).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    pub namespace: Option<String>,
     /// Address of the HTTP server for /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,
@@ -173,7 +177,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let registry: sessions::SharedRegistry = Default::default();
     let status_wake = Arc::new(tokio::sync::Notify::new());
 
-    let sessions_api: Api<TraceSession> = Api::all(client.clone());
+    let namespace = args.namespace.clone().filter(|n| !n.is_empty());
+    let sessions_api: Api<TraceSession> = match &namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
     let controller = Controller::new(sessions_api, watcher::Config::default());
     let store = controller.store();
     let ctx = Arc::new(sessions::Context { registry: registry.clone(), status_wake: status_wake.clone() });
@@ -193,14 +201,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Pods are only matched once every session is known, or a restart would briefly see a
     // world without sessions.
     let ready = async {
-        let mut warned = tokio::time::interval(Duration::from_secs(30));
-        warned.tick().await;
-        let wait = store.wait_until_ready();
-        tokio::pin!(wait);
+        let started = tokio::time::Instant::now();
+        let mut warned_at = started;
         loop {
-            tokio::select! {
-                r = &mut wait => return r.is_ok(),
-                _ = warned.tick() => tracing::warn!("still waiting for the TraceSession list (is the CRD installed?)"),
+            // Polled in short slices: the store's readiness future keeps a single waker, and
+            // the controller's own runner waits on it too, so one waiter may never be woken.
+            // Once initialised it answers at once.
+            match tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready()).await {
+                Ok(r) => return r.is_ok(),
+                Err(_) if warned_at.elapsed() >= Duration::from_secs(30) => {
+                    warned_at = tokio::time::Instant::now();
+                    tracing::warn!("still waiting for the TraceSession list (is the CRD installed?)");
+                }
+                Err(_) => {}
             }
         }
     };
@@ -235,7 +248,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     ));
 
     let (input_tx, input_rx) = tokio::sync::mpsc::channel(4096);
-    let watches = watch::spawn_watches(client.clone(), input_tx, metrics.clone());
+    let watches = watch::spawn_watches(client.clone(), namespace.as_deref(), input_tx, metrics.clone());
     let (synced_tx, mut synced_rx) = tokio::sync::watch::channel(false);
     let engine = crate::timeline::Config {
         grace: jiff::SignedDuration::try_from(args.grace).context("--grace")?,

@@ -36,15 +36,25 @@ pub enum Input {
     Synced(&'static str),
 }
 
-/// Starts the Pod, Event and Node watches. They stop when the receiver is dropped.
+/// Starts the Pod, Event and Node watches (Pods and Events in `namespace` only, when given).
+/// They stop when the receiver is dropped.
 pub fn spawn_watches(
     client: Client,
+    namespace: Option<&str>,
     tx: mpsc::Sender<Input>,
     metrics: Arc<Metrics>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
+    let pods: Api<Pod> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let events: Api<CoreEvent> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
     vec![
         tokio::spawn(follow::<Pod, _>(
-            Api::all(client.clone()),
+            pods,
             watcher::Config::default(),
             "Pod",
             tx.clone(),
@@ -52,7 +62,7 @@ pub fn spawn_watches(
             |pod: &Pod| PodFacts::from_pod(pod).map(|f| Object::Pod(Box::new(f))).ok(),
         )),
         tokio::spawn(follow::<CoreEvent, _>(
-            Api::all(client.clone()),
+            events,
             watcher::Config::default().fields("involvedObject.kind=Pod"),
             "Event",
             tx.clone(),

@@ -462,6 +462,29 @@ impl FileReader {
     }
 }
 
+/// The recordings in a directory: files named `*.json`, `*.jsonl`, `*.ndjson` or those
+/// with `.gz` appended, not hidden, in name order (so equal resourceVersions merge the same
+/// way every time). A directory without any is an error.
+pub fn recordings_in(dir: &Path) -> io::Result<Vec<std::path::PathBuf>> {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let name = name.strip_suffix(".gz").unwrap_or(name);
+            !name.starts_with('.') && [".json", ".jsonl", ".ndjson"].iter().any(|x| name.ends_with(x))
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{}: no recordings (*.json, *.jsonl, *.ndjson, optionally .gz) in this directory", dir.display()),
+        ));
+    }
+    Ok(files)
+}
+
 struct Head {
     record: Result<Record, InputError>,
     key: u64,
@@ -503,10 +526,18 @@ impl Inputs {
         Ok(inputs)
     }
 
-    /// Opens files by path (`-` for stdin).
+    /// Opens files by path (`-` for stdin). A directory stands for the recordings in it
+    /// (see [`recordings_in`]).
     pub fn open_paths<P: AsRef<Path>>(paths: &[P]) -> io::Result<Inputs> {
-        let sources: Vec<Source> =
-            paths.iter().map(|p| Source::Path(p.as_ref().to_string_lossy().into_owned())).collect();
+        let mut sources = Vec::new();
+        for p in paths {
+            let p = p.as_ref();
+            if p.is_dir() {
+                sources.extend(recordings_in(p)?.into_iter().map(|f| Source::Path(f.to_string_lossy().into_owned())));
+            } else {
+                sources.push(Source::Path(p.to_string_lossy().into_owned()));
+            }
+        }
         Self::open(&sources)
     }
 

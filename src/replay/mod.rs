@@ -73,7 +73,13 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "DUR", default_value = "15m", value_parser = parse_duration)]
     pub timeout: SignedDuration,
 
-    /// Recorded watch streams (plain or gzip JSON); `-` reads stdin.
+    /// With `--otlp-endpoint`: how long to keep sending (and retrying) queued traces once the
+    /// input is read; what is still unsent then is dropped and the exit status is non-zero.
+    #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_duration)]
+    pub export_deadline: SignedDuration,
+
+    /// Recorded watch streams (plain or gzip JSON); `-` reads stdin; a directory stands for
+    /// the `*.json`, `*.jsonl`, `*.ndjson` (optionally `.gz`) files in it.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<String>,
 }
@@ -223,7 +229,8 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
     }
     eprintln!("{stats}");
     if let Some((exporter, rt)) = sink.exporter.take() {
-        let s = rt.block_on(exporter.shutdown(Duration::from_secs(30)));
+        let deadline = Duration::try_from(args.export_deadline).unwrap_or(Duration::from_secs(30));
+        let s = rt.block_on(exporter.shutdown(deadline));
         eprintln!(
             "exported {} traces ({} spans); {} dropped, {} failed, {} retries",
             s.exported_traces, s.exported_spans, s.dropped_traces, s.failed_traces, s.retries

@@ -41,28 +41,38 @@ fn span_event(e: &EventFacts) -> Option<SpanEvent> {
     let mut attributes: Vec<Attribute> = vec![
         ("k8s.event.reason", s(&e.reason)),
         ("k8s.event.count", Value::Int(i64::from(e.count))),
-        ("k8s.event.type", s(if e.warning { "Warning" } else { "Normal" })),
+        (
+            "k8s.event.type",
+            s(if e.warning { "Warning" } else { "Normal" }),
+        ),
     ];
     if !e.message.is_empty() {
         attributes.push(("k8s.event.message", s(&e.message)));
     }
     if e.count > 1
-        && let Some((last, _)) = event_last(e) {
-            attributes.push(("k8s.event.last_time", s(&last.to_string())));
-        }
-    Some(SpanEvent { name: e.reason.clone(), time, attributes })
+        && let Some((last, _)) = event_last(e)
+    {
+        attributes.push(("k8s.event.last_time", s(&last.to_string())));
+    }
+    Some(SpanEvent {
+        name: e.reason.clone(),
+        time,
+        attributes,
+    })
 }
 
 /// Whether a kubelet event is about the image (attributed to `container.image_pull`).
 fn is_image_event(e: &EventFacts) -> bool {
     let m = e.message.as_str();
-    matches!(e.reason.as_str(), "ErrImagePull" | "ImagePullBackOff" | "ErrImageNeverPull" | "InspectFailed")
-        || (e.reason == "Failed"
-            && (m.starts_with("Failed to pull image")
-                || m == "Error: ErrImagePull"
-                || m == "Error: ImagePullBackOff"
-                || m == "Error: InvalidImageName"
-                || m == "Error: ErrImageNeverPull"))
+    matches!(
+        e.reason.as_str(),
+        "ErrImagePull" | "ImagePullBackOff" | "ErrImageNeverPull" | "InspectFailed"
+    ) || (e.reason == "Failed"
+        && (m.starts_with("Failed to pull image")
+            || m == "Error: ErrImagePull"
+            || m == "Error: ImagePullBackOff"
+            || m == "Error: InvalidImageName"
+            || m == "Error: ErrImageNeverPull"))
         || (e.reason == "BackOff" && m.starts_with("Back-off pulling image"))
 }
 
@@ -71,7 +81,15 @@ fn add(t: Timestamp, d: SignedDuration) -> Timestamp {
 }
 
 impl<'a> Builder<'a> {
-    fn push(&mut self, parent: Option<usize>, seg: String, name: &'static str, service: Service, start: Stamp, end: Stamp) -> usize {
+    fn push(
+        &mut self,
+        parent: Option<usize>,
+        seg: String,
+        name: &'static str,
+        service: Service,
+        start: Stamp,
+        end: Stamp,
+    ) -> usize {
         let path = match parent.and_then(|p| self.nodes.get(p)) {
             Some(p) => format!("{}/{seg}", p.path),
             None => seg,
@@ -104,18 +122,32 @@ impl<'a> Builder<'a> {
             .events
             .values()
             .filter(|e| e.is_kubelet())
-            .filter(|e| e.container_ref().is_some_and(|r| !r.ephemeral && r.init == init && r.name == c.name))
+            .filter(|e| {
+                e.container_ref()
+                    .is_some_and(|r| !r.ephemeral && r.init == init && r.name == c.name)
+            })
             .collect();
-        v.sort_by(|a, b| event_start(a).map(|s| s.0).cmp(&event_start(b).map(|s| s.0)).then(a.uid.cmp(&b.uid)));
+        v.sort_by(|a, b| {
+            event_start(a)
+                .map(|s| s.0)
+                .cmp(&event_start(b).map(|s| s.0))
+                .then(a.uid.cmp(&b.uid))
+        });
         v
     }
 
     fn kubelet_service(&self) -> Service {
-        self.kubelet.as_ref().map(|(s, _)| s.clone()).unwrap_or(Service::Podtrace)
+        self.kubelet
+            .as_ref()
+            .map(|(s, _)| s.clone())
+            .unwrap_or(Service::Podtrace)
     }
 
     fn kubelet_attrs(&self) -> Vec<Attribute> {
-        self.kubelet.as_ref().map(|(_, a)| a.clone()).unwrap_or_default()
+        self.kubelet
+            .as_ref()
+            .map(|(_, a)| a.clone())
+            .unwrap_or_default()
     }
 
     /// Builds one container's span and its children; returns (span index, ready point).
@@ -144,24 +176,38 @@ impl<'a> Builder<'a> {
             start = min_stamp(start, event_start(e));
         }
         let start = start.unwrap_or(default_start);
-        let started_at = started
-            .and_then(event_start)
-            .or_else(|| track.and_then(|t| t.first_started).map(|t| (t, "status.startedAt")));
+        let started_at = started.and_then(event_start).or_else(|| {
+            track
+                .and_then(|t| t.first_started)
+                .map(|t| (t, "status.startedAt"))
+        });
         let run_to_completion = init && !c.sidecar;
         let done = if run_to_completion {
-            track.and_then(|t| t.completed).map(|t| (t, "status.finishedAt"))
+            track
+                .and_then(|t| t.completed)
+                .map(|t| (t, "status.finishedAt"))
         } else {
             started_at
         };
         let (end, status) = match (my_failure, done) {
-            (Some(f), _) if failed_outcome => (f.at, Status::Error(format!("{}: {}", f.reason, f.message))),
+            (Some(f), _) if failed_outcome => {
+                (f.at, Status::Error(format!("{}: {}", f.reason, f.message)))
+            }
             (_, Some(d)) => (d, Status::Unset),
             (_, None) => (trace_end, Status::Unset),
         };
         let (name, kind, seg) = if run_to_completion {
-            ("container.init", "init", format!("container.init:{}", c.name))
+            (
+                "container.init",
+                "init",
+                format!("container.init:{}", c.name),
+            )
         } else {
-            ("container.startup", if c.sidecar { "sidecar" } else { "app" }, format!("container.startup:{}", c.name))
+            (
+                "container.startup",
+                if c.sidecar { "sidecar" } else { "app" },
+                format!("container.startup:{}", c.name),
+            )
         };
         let service = self.kubelet_service();
         let idx = self.push(Some(parent), seg, name, service.clone(), start, end);
@@ -172,15 +218,36 @@ impl<'a> Builder<'a> {
         if let Some(tag) = tag {
             attrs.push(("container.image.tags", Value::StrList(vec![tag])));
         }
-        attrs.push(("k8s.container.restart_count", Value::Int(i64::from(c.restart_count))));
+        attrs.push((
+            "k8s.container.restart_count",
+            Value::Int(i64::from(c.restart_count)),
+        ));
         attrs.push(("podtrace.container.kind", s(kind)));
         let container_attrs = attrs.clone();
         // Image pull.
-        let pull_end = self.image_pull(idx, c, pulling, pulled, created.or(started), my_failure, failed_outcome, &container_attrs);
+        let spans_before = self.nodes.len();
+        let pull_end = self.image_pull(
+            idx,
+            c,
+            pulling,
+            pulled,
+            created.or(started),
+            my_failure,
+            failed_outcome,
+            &container_attrs,
+        );
         // Create.
+        let has_pull_span = self.nodes.len() > spans_before;
         let mut cursor = pull_end.unwrap_or(start);
         if let Some(cr) = created.and_then(event_start) {
-            let i = self.push(Some(idx), "container.create".into(), "container.create", service.clone(), cursor, cr);
+            let i = self.push(
+                Some(idx),
+                "container.create".into(),
+                "container.create",
+                service.clone(),
+                cursor,
+                cr,
+            );
             let a = container_attrs.clone();
             if let Some(n) = self.node(i) {
                 n.attributes = a;
@@ -188,7 +255,14 @@ impl<'a> Builder<'a> {
             }
         }
         if let Some(st) = started_at {
-            let i = self.push(Some(idx), "container.start".into(), "container.start", service, cursor, st);
+            let i = self.push(
+                Some(idx),
+                "container.start".into(),
+                "container.start",
+                service,
+                cursor,
+                st,
+            );
             let a = container_attrs.clone();
             if let Some(n) = self.node(i) {
                 n.attributes = a;
@@ -197,8 +271,14 @@ impl<'a> Builder<'a> {
         // Warnings and other notable events on the container span (image ones went to the pull).
         let notes: Vec<SpanEvent> = evs
             .iter()
-            .filter(|e| !matches!(e.reason.as_str(), "Pulling" | "Pulled" | "Created" | "Started"))
-            .filter(|e| !(is_image_event(e) && (pulling.is_some() || pulled.is_some() || my_failure.is_some_and(|f| f.image))))
+            .filter(|e| {
+                !matches!(
+                    e.reason.as_str(),
+                    "Pulling" | "Pulled" | "Created" | "Started"
+                )
+            })
+            // Image events went to the pull span when there is one; otherwise keep them here.
+            .filter(|e| !(is_image_event(e) && has_pull_span))
             .filter_map(|e| span_event(e))
             .collect();
         if let Some(n) = self.node(idx) {
@@ -230,19 +310,36 @@ impl<'a> Builder<'a> {
                 attrs.push(("podtrace.image.cached", Value::Bool(true)));
                 (t, t, Status::Unset)
             }
-            (Some(ps), Some(PulledMessage::Pulled { pull, including_waiting, size_bytes, .. })) => {
+            (
+                Some(ps),
+                Some(PulledMessage::Pulled {
+                    pull,
+                    including_waiting,
+                    size_bytes,
+                    ..
+                }),
+            ) => {
                 attrs.push(("podtrace.image.cached", Value::Bool(false)));
                 if let Some(p) = pull {
-                    attrs.push(("podtrace.image.pull_duration_ms", Value::Float(p.as_secs_f64() * 1000.0)));
+                    attrs.push((
+                        "podtrace.image.pull_duration_ms",
+                        Value::Float(p.as_secs_f64() * 1000.0),
+                    ));
                 }
                 if let Some(w) = including_waiting {
-                    attrs.push(("podtrace.image.pull_including_waiting_ms", Value::Float(w.as_secs_f64() * 1000.0)));
+                    attrs.push((
+                        "podtrace.image.pull_including_waiting_ms",
+                        Value::Float(w.as_secs_f64() * 1000.0),
+                    ));
                 }
                 if let Some(sz) = size_bytes {
                     attrs.push(("podtrace.image.size_bytes", Value::Int(*sz)));
                 }
                 let attempts = pulling.map_or(1, |p| p.count);
-                attrs.push(("podtrace.image.pull_attempts", Value::Int(i64::from(attempts))));
+                attrs.push((
+                    "podtrace.image.pull_attempts",
+                    Value::Int(i64::from(attempts)),
+                ));
                 // A stated duration is finer than the 1 s event timestamps, but it covers only
                 // the last attempt: after retries the Pulled event time is the better end.
                 let end = match (including_waiting.or(*pull), attempts) {
@@ -251,7 +348,15 @@ impl<'a> Builder<'a> {
                 };
                 (ps, end, Status::Unset)
             }
-            (None, Some(PulledMessage::Pulled { pull, including_waiting, size_bytes, .. })) => {
+            (
+                None,
+                Some(PulledMessage::Pulled {
+                    pull,
+                    including_waiting,
+                    size_bytes,
+                    ..
+                }),
+            ) => {
                 // Pulling was not seen (partial): go back from Pulled by the stated duration.
                 let pe = pulled.and_then(event_start)?;
                 attrs.push(("podtrace.image.cached", Value::Bool(false)));
@@ -259,14 +364,24 @@ impl<'a> Builder<'a> {
                     attrs.push(("podtrace.image.size_bytes", Value::Int(*sz)));
                 }
                 match including_waiting.or(*pull) {
-                    Some(d) => ((pe.0.checked_sub(d).unwrap_or(pe.0), "pulled.message"), pe, Status::Unset),
+                    Some(d) => (
+                        (pe.0.checked_sub(d).unwrap_or(pe.0), "pulled.message"),
+                        pe,
+                        Status::Unset,
+                    ),
                     None => (pe, pe, Status::Unset),
                 }
             }
-            (Some(ps), None) => match (image_failure, pulled.and_then(event_start), next.and_then(event_start)) {
-                (Some(f), _, _) if failed_outcome => {
-                    (ps, f.at, Status::Error(format!("{}: {}", f.reason, f.message)))
-                }
+            (Some(ps), None) => match (
+                image_failure,
+                pulled.and_then(event_start),
+                next.and_then(event_start),
+            ) {
+                (Some(f), _, _) if failed_outcome => (
+                    ps,
+                    f.at,
+                    Status::Error(format!("{}: {}", f.reason, f.message)),
+                ),
                 (_, Some(pe), _) => (ps, pe, Status::Unset),
                 (_, None, Some(ne)) => (ps, ne, Status::Unset),
                 (_, None, None) => {
@@ -277,13 +392,28 @@ impl<'a> Builder<'a> {
             (None, None) => return None,
         };
         let status = match (status, image_failure) {
-            (Status::Unset, Some(f)) if failed_outcome => Status::Error(format!("{}: {}", f.reason, f.message)),
+            (Status::Unset, Some(f)) if failed_outcome => {
+                Status::Error(format!("{}: {}", f.reason, f.message))
+            }
             (s, _) => s,
         };
         let service = self.kubelet_service();
-        let i = self.push(Some(parent), "container.image_pull".into(), "container.image_pull", service, start, end);
+        let i = self.push(
+            Some(parent),
+            "container.image_pull".into(),
+            "container.image_pull",
+            service,
+            start,
+            end,
+        );
         let evs: Vec<SpanEvent> = self
-            .container_events(c, self.nodes.get(parent).is_some_and(|n| n.name == "container.init") || is_init(c, self.st))
+            .container_events(
+                c,
+                self.nodes
+                    .get(parent)
+                    .is_some_and(|n| n.name == "container.init")
+                    || is_init(c, self.st),
+            )
             .into_iter()
             .filter(|e| is_image_event(e))
             .filter_map(span_event)
@@ -302,7 +432,9 @@ fn is_init(c: &ContainerFacts, st: &PodState) -> bool {
 }
 
 fn owner_attributes(owner: Option<&(String, String)>) -> Vec<Attribute> {
-    let Some((kind, name)) = owner else { return vec![] };
+    let Some((kind, name)) = owner else {
+        return vec![];
+    };
     match kind.as_str() {
         "ReplicaSet" => {
             let mut v = vec![("k8s.replicaset.name", s(name))];
@@ -342,14 +474,23 @@ fn node_attributes(node: &str, facts: Option<&NodeFacts>) -> Vec<Attribute> {
 }
 
 /// Builds the trace for a pod whose startup ended with `outcome` at `end`.
-pub fn build(st: &PodState, outcome: Outcome, end: Stamp, nodes: &HashMap<String, NodeFacts>) -> Trace {
+pub fn build(
+    st: &PodState,
+    outcome: Outcome,
+    end: Stamp,
+    nodes: &HashMap<String, NodeFacts>,
+) -> Trace {
     let pod = &st.pod;
     let uid = pod.uid.as_str();
     let remote_parent = pod.traceparent.as_deref().and_then(ids::parse_traceparent);
     let trace_id = remote_parent.map_or_else(|| ids::trace_id(uid), |r| r.trace_id);
 
     let scheduled_ev = {
-        let mut v: Vec<&EventFacts> = st.events.values().filter(|e| e.reason == "Scheduled" && e.is_scheduler()).collect();
+        let mut v: Vec<&EventFacts> = st
+            .events
+            .values()
+            .filter(|e| e.reason == "Scheduled" && e.is_scheduler())
+            .collect();
         v.sort_by_key(|e| (event_start(e).map(|s| s.0), e.uid.clone()));
         v.into_iter().next()
     };
@@ -373,19 +514,53 @@ pub fn build(st: &PodState, outcome: Outcome, end: Stamp, nodes: &HashMap<String
         ("k8s.pod.uid", s(uid)),
     ];
     common.extend(owner_attributes(pod.owner.as_ref()));
-    let kubelet = node_name.as_ref().map(|n| (Service::Kubelet { node: n.clone() }, node_attributes(n, nodes.get(n))));
-    let mut b = Builder { st, nodes: Vec::new(), common, kubelet };
+    let kubelet = node_name.as_ref().map(|n| {
+        (
+            Service::Kubelet { node: n.clone() },
+            node_attributes(n, nodes.get(n)),
+        )
+    });
+    let mut b = Builder {
+        st,
+        nodes: Vec::new(),
+        common,
+        kubelet,
+    };
 
-    let root_end = if end.0 < created.0 { (created.0, end.1) } else { end };
-    let root = b.push(None, "pod.startup".into(), "pod.startup", Service::Podtrace, created, root_end);
+    let root_end = if end.0 < created.0 {
+        (created.0, end.1)
+    } else {
+        end
+    };
+    let root = b.push(
+        None,
+        "pod.startup".into(),
+        "pod.startup",
+        Service::Podtrace,
+        created,
+        root_end,
+    );
 
     // Scheduling.
-    let sched_end: Option<Stamp> = scheduled_ev
-        .and_then(event_start)
-        .or_else(|| st.conditions_true.get("PodScheduled").map(|t| (*t, "condition.PodScheduled")));
-    let sched = b.push(Some(root), "pod.schedule".into(), "pod.schedule", Service::Scheduler, created, sched_end.unwrap_or(root_end));
+    let sched_end: Option<Stamp> = scheduled_ev.and_then(event_start).or_else(|| {
+        st.conditions_true
+            .get("PodScheduled")
+            .map(|t| (*t, "condition.PodScheduled"))
+    });
+    let sched = b.push(
+        Some(root),
+        "pod.schedule".into(),
+        "pod.schedule",
+        Service::Scheduler,
+        created,
+        sched_end.unwrap_or(root_end),
+    );
     {
-        let mut fs: Vec<&EventFacts> = st.events.values().filter(|e| e.is_scheduler() && e.reason != "Scheduled").collect();
+        let mut fs: Vec<&EventFacts> = st
+            .events
+            .values()
+            .filter(|e| e.is_scheduler() && e.reason != "Scheduled")
+            .collect();
         fs.sort_by_key(|e| (event_start(e).map(|s| s.0), e.uid.clone()));
         let last_msg = fs.last().map(|e| e.message.clone());
         let evs: Vec<SpanEvent> = fs.into_iter().filter_map(span_event).collect();
@@ -399,15 +574,21 @@ pub fn build(st: &PodState, outcome: Outcome, end: Stamp, nodes: &HashMap<String
         if let Some(n) = b.node(sched) {
             n.events = evs;
             n.attributes = attrs;
-            if sched_end.is_none() && !matches!(outcome, Outcome::Ready)
-                && let Some(m) = last_msg {
-                    n.status = Status::Error(format!("Unschedulable: {m}"));
-                }
+            if sched_end.is_none()
+                && !matches!(outcome, Outcome::Ready)
+                && let Some(m) = last_msg
+            {
+                n.status = Status::Error(format!("Unschedulable: {m}"));
+            }
         }
     }
 
     let mut readiness_from: Option<Stamp> = None;
-    if node_name.is_some() && (has_kubelet_events || st.conditions_true.contains_key("PodReadyToStartContainers") || !st.containers.is_empty()) {
+    if node_name.is_some()
+        && (has_kubelet_events
+            || st.conditions_true.contains_key("PodReadyToStartContainers")
+            || !st.containers.is_empty())
+    {
         let kubelet_start = sched_end.unwrap_or(created);
         // Sandbox: scheduled → PodReadyToStartContainers, else → the first container event.
         let first_container_event = st
@@ -430,7 +611,8 @@ pub fn build(st: &PodState, outcome: Outcome, end: Stamp, nodes: &HashMap<String
             v.sort_by_key(|e| (event_start(e).map(|s| s.0), e.uid.clone()));
             v.into_iter().filter_map(span_event).collect()
         };
-        let sandbox_failed = failed_outcome && failure.as_ref().is_some_and(|f| f.container.is_none());
+        let sandbox_failed =
+            failed_outcome && failure.as_ref().is_some_and(|f| f.container.is_none());
         let sandbox = b.push(
             Some(root),
             "pod.sandbox".into(),
@@ -443,14 +625,21 @@ pub fn build(st: &PodState, outcome: Outcome, end: Stamp, nodes: &HashMap<String
         if let Some(n) = b.node(sandbox) {
             n.attributes = ka;
             n.events = pod_warnings;
-            if sandbox_failed
-                && let Some(f) = &failure {
-                    n.status = Status::Error(format!("{}: {}", f.reason, f.message));
-                }
+            if sandbox_failed && let Some(f) = &failure {
+                n.status = Status::Error(format!("{}: {}", f.reason, f.message));
+            }
         }
         let mut cursor = sandbox_end.unwrap_or(kubelet_start);
         for c in &pod.init_containers {
-            let (_, done) = b.container(root, c, true, cursor, root_end, failure.as_ref(), failed_outcome);
+            let (_, done) = b.container(
+                root,
+                c,
+                true,
+                cursor,
+                root_end,
+                failure.as_ref(),
+                failed_outcome,
+            );
             match done {
                 Some(d) => cursor = d,
                 None => break,
@@ -459,12 +648,23 @@ pub fn build(st: &PodState, outcome: Outcome, end: Stamp, nodes: &HashMap<String
         let app_start = if pod.init_containers.is_empty() {
             cursor
         } else {
-            st.conditions_true.get("Initialized").map(|t| (*t, "condition.Initialized")).unwrap_or(cursor)
+            st.conditions_true
+                .get("Initialized")
+                .map(|t| (*t, "condition.Initialized"))
+                .unwrap_or(cursor)
         };
         let mut last_started: Option<Stamp> = None;
         let mut all_started = true;
         for c in &pod.containers {
-            let (_, done) = b.container(root, c, false, app_start, root_end, failure.as_ref(), failed_outcome);
+            let (_, done) = b.container(
+                root,
+                c,
+                false,
+                app_start,
+                root_end,
+                failure.as_ref(),
+                failed_outcome,
+            );
             match done {
                 Some(d) => {
                     if last_started.is_none_or(|l| d.0 > l.0) {
@@ -479,13 +679,21 @@ pub fn build(st: &PodState, outcome: Outcome, end: Stamp, nodes: &HashMap<String
         }
     }
     if outcome == Outcome::Ready
-        && let Some(from) = readiness_from {
-            let i = b.push(Some(root), "pod.readiness".into(), "pod.readiness", b.kubelet_service(), from, root_end);
-            let ka = b.kubelet_attrs();
-            if let Some(n) = b.node(i) {
-                n.attributes = ka;
-            }
+        && let Some(from) = readiness_from
+    {
+        let i = b.push(
+            Some(root),
+            "pod.readiness".into(),
+            "pod.readiness",
+            b.kubelet_service(),
+            from,
+            root_end,
+        );
+        let ka = b.kubelet_attrs();
+        if let Some(n) = b.node(i) {
+            n.attributes = ka;
         }
+    }
 
     // Root.
     let root_status = match &outcome {
@@ -523,8 +731,11 @@ pub fn build(st: &PodState, outcome: Outcome, end: Stamp, nodes: &HashMap<String
     let root_events: Vec<SpanEvent> = if b.nodes.iter().any(|n| n.name == "pod.sandbox") {
         vec![]
     } else {
-        let mut v: Vec<&EventFacts> =
-            st.events.values().filter(|e| e.is_kubelet() && e.container_ref().is_none() && e.warning).collect();
+        let mut v: Vec<&EventFacts> = st
+            .events
+            .values()
+            .filter(|e| e.is_kubelet() && e.container_ref().is_none() && e.warning)
+            .collect();
         v.sort_by_key(|e| (event_start(e).map(|s| s.0), e.uid.clone()));
         v.into_iter().filter_map(span_event).collect()
     };
@@ -539,7 +750,11 @@ pub fn build(st: &PodState, outcome: Outcome, end: Stamp, nodes: &HashMap<String
     let phases = phases(st, &spans, scheduled_ev, created, &outcome);
     Trace {
         trace_id,
-        pod: PodRef { namespace: pod.namespace.clone(), name: pod.name.clone(), uid: uid.to_string() },
+        pod: PodRef {
+            namespace: pod.namespace.clone(),
+            name: pod.name.clone(),
+            uid: uid.to_string(),
+        },
         outcome,
         partial,
         remote_parent,
@@ -553,7 +768,9 @@ fn finalize(uid: &str, mut nodes: Vec<Node>, common: &[Attribute]) -> Vec<Span> 
     let mut spans = Vec::with_capacity(nodes.len());
     let mut ids = Vec::with_capacity(nodes.len());
     for i in 0..nodes.len() {
-        let bounds = nodes.get(nodes.get(i).and_then(|n| n.parent).unwrap_or(usize::MAX)).map(|p| (p.start.0, p.end.0));
+        let bounds = nodes
+            .get(nodes.get(i).and_then(|n| n.parent).unwrap_or(usize::MAX))
+            .map(|p| (p.start.0, p.end.0));
         let Some(n) = nodes.get_mut(i) else { continue };
         let mut clamped = n.clamped;
         if let Some((ps, pe)) = bounds {
@@ -625,14 +842,23 @@ fn phases(
     if let Some(n) = span(nodes, "pod.sandbox") {
         out.push(("sandbox", dur(n)));
     }
-    let inits: Vec<&Span> = nodes.iter().filter(|n| n.name == "container.init").collect();
-    if let (Some(a), Some(z)) = (inits.iter().map(|n| n.start).min(), inits.iter().map(|n| n.end).max()) {
+    let inits: Vec<&Span> = nodes
+        .iter()
+        .filter(|n| n.name == "container.init")
+        .collect();
+    if let (Some(a), Some(z)) = (
+        inits.iter().map(|n| n.start).min(),
+        inits.iter().map(|n| n.end).max(),
+    ) {
         out.push(("init_containers", z.duration_since(a)));
     }
     // Time during which at least one image pull was in progress (union of pull spans), so
     // parallel pulls are not double-counted and gaps between init containers are not counted.
-    let mut pulls: Vec<(Timestamp, Timestamp)> =
-        nodes.iter().filter(|n| n.name == "container.image_pull").map(|n| (n.start, n.end)).collect();
+    let mut pulls: Vec<(Timestamp, Timestamp)> = nodes
+        .iter()
+        .filter(|n| n.name == "container.image_pull")
+        .map(|n| (n.start, n.end))
+        .collect();
     if !pulls.is_empty() {
         pulls.sort();
         let mut total = SignedDuration::ZERO;
@@ -656,23 +882,32 @@ fn phases(
         .iter()
         .filter(|n| {
             n.name == "container.startup"
-                && n.attributes.iter().any(|(k, v)| *k == "podtrace.container.kind" && *v == Value::Str("app".into()))
+                && n.attributes
+                    .iter()
+                    .any(|(k, v)| *k == "podtrace.container.kind" && *v == Value::Str("app".into()))
         })
         .collect();
-    if let (Some(a), Some(z)) = (apps.iter().map(|n| n.start).min(), apps.iter().map(|n| n.end).max()) {
+    if let (Some(a), Some(z)) = (
+        apps.iter().map(|n| n.start).min(),
+        apps.iter().map(|n| n.end).max(),
+    ) {
         out.push(("containers_start", z.duration_since(a)));
     }
     if let Some(n) = span(nodes, "pod.readiness") {
         out.push(("readiness", dur(n)));
     }
     if let Some(n) = span(nodes, "pod.startup")
-        && *outcome == Outcome::Ready {
-            out.push(("total", dur(n)));
-        }
+        && *outcome == Outcome::Ready
+    {
+        out.push(("total", dur(n)));
+    }
     // ClusterLoader2 PodStartupLatency: create = creationTimestamp; schedule = the scheduler's
     // event time; run = latest container startedAt when the watch first saw phase Running;
     // watch = when that happened (observation time).
-    let create = st.pod.created.or((created.1 == "creationTimestamp").then_some(created.0));
+    let create = st
+        .pod
+        .created
+        .or((created.1 == "creationTimestamp").then_some(created.0));
     let sched = scheduled_ev.and_then(event_start).map(|s| s.0);
     let (watch, run) = match st.cl2_watch {
         Some((w, r)) => (Some(w), r),

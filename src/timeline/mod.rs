@@ -89,11 +89,20 @@ pub struct Engine {
 }
 
 fn pod_times(p: &PodFacts) -> impl Iterator<Item = Timestamp> + '_ {
-    p.created.into_iter().chain(p.conditions.iter().filter_map(|c| c.last_transition))
+    p.created
+        .into_iter()
+        .chain(p.conditions.iter().filter_map(|c| c.last_transition))
 }
 
 fn event_times(e: &EventFacts) -> impl Iterator<Item = Timestamp> + '_ {
-    [e.event_time, e.first_timestamp, e.last_timestamp, e.series_last_observed].into_iter().flatten()
+    [
+        e.event_time,
+        e.first_timestamp,
+        e.last_timestamp,
+        e.series_last_observed,
+    ]
+    .into_iter()
+    .flatten()
 }
 
 impl Engine {
@@ -177,11 +186,20 @@ impl Engine {
                     }
                 }
             }
-            self.by_name.insert((pod.namespace.clone(), pod.name.clone()), uid.clone());
+            self.by_name
+                .insert((pod.namespace.clone(), pod.name.clone()), uid.clone());
             self.pods.insert(uid.clone(), st);
         }
         if let Some(st) = self.pods.get_mut(&uid) {
             st.merge_pod(action, pod, observed_at, now);
+        }
+        // A startup that ended before `ignore_finished_before` can only end earlier with more
+        // input (earliest end wins), so drop it now instead of holding it through the grace.
+        if let (Some(before), Some(st)) = (self.config.ignore_finished_before, self.pods.get(&uid))
+            && st.end().is_some_and(|(_, (end, _))| end < before)
+        {
+            let _suppressed = self.finish(&uid, now, false);
+            return;
         }
         self.reschedule(&uid);
     }
@@ -190,7 +208,10 @@ impl Engine {
         if e.object_kind != "Pod" {
             return;
         }
-        let ns = e.object_namespace.clone().unwrap_or_else(|| e.namespace.clone());
+        let ns = e
+            .object_namespace
+            .clone()
+            .unwrap_or_else(|| e.namespace.clone());
         let uid = match &e.object_uid {
             Some(u) => Some(u.clone()),
             None => self.by_name.get(&(ns, e.object_name.clone())).cloned(),
@@ -221,13 +242,17 @@ impl Engine {
         // Full: evict the oldest buffered event, so fresh events (most likely to belong to a
         // pod about to appear) win over stale noise.
         while self.orphans.count >= self.config.max_orphan_events {
-            let Some((_, pod, ev)) = self.orphans.queue.pop_front() else { break };
+            let Some((_, pod, ev)) = self.orphans.queue.pop_front() else {
+                break;
+            };
             if self.remove_orphan(&pod, &ev) {
                 self.stats.orphan_events_dropped += 1;
             }
         }
         let now = self.now.unwrap_or(Timestamp::UNIX_EPOCH);
-        self.orphans.queue.push_back((now, uid.clone(), e.uid.clone()));
+        self.orphans
+            .queue
+            .push_back((now, uid.clone(), e.uid.clone()));
         let list = self.orphans.by_pod.entry(uid).or_default();
         if let Some(old) = list.iter_mut().find(|o| o.uid == e.uid) {
             if state::event_supersedes(&e, old) {
@@ -242,7 +267,9 @@ impl Engine {
     }
 
     fn remove_orphan(&mut self, pod: &str, event_uid: &str) -> bool {
-        let Some(list) = self.orphans.by_pod.get_mut(pod) else { return false };
+        let Some(list) = self.orphans.by_pod.get_mut(pod) else {
+            return false;
+        };
         let before = list.len();
         list.retain(|e| e.uid != event_uid);
         let removed = before - list.len();
@@ -258,7 +285,9 @@ impl Engine {
             if t.checked_add(ORPHAN_TTL).is_ok_and(|due| due > now) {
                 break;
             }
-            let Some((_, pod, ev)) = self.orphans.queue.pop_front() else { break };
+            let Some((_, pod, ev)) = self.orphans.queue.pop_front() else {
+                break;
+            };
             if self.remove_orphan(&pod, &ev) {
                 self.stats.orphan_events_dropped += 1;
             }
@@ -277,7 +306,11 @@ impl Engine {
     }
 
     fn expire_finished(&mut self, now: Timestamp) {
-        let keep = self.config.timeout.checked_add(self.config.grace).unwrap_or(self.config.timeout);
+        let keep = self
+            .config
+            .timeout
+            .checked_add(self.config.grace)
+            .unwrap_or(self.config.timeout);
         while let Some((t, _)) = self.finished_queue.front() {
             if t.checked_add(keep).is_ok_and(|due| due > now) {
                 break;
@@ -290,16 +323,24 @@ impl Engine {
 
     /// Recomputes a pod's deadline: end + grace once the end is known, else creation + timeout.
     fn reschedule(&mut self, uid: &str) {
-        let Some(st) = self.pods.get_mut(uid) else { return };
+        let Some(st) = self.pods.get_mut(uid) else {
+            return;
+        };
         let now = self.now.unwrap_or(st.first_seen);
         let due = match st.end() {
             Some((_, (end, _))) => {
                 let learned = *st.end_learned.get_or_insert(now);
-                end.max(learned).checked_add(self.config.grace).unwrap_or(Timestamp::MAX)
+                end.max(learned)
+                    .checked_add(self.config.grace)
+                    .unwrap_or(Timestamp::MAX)
             }
             None => {
                 st.end_learned = None;
-                st.pod.created.unwrap_or(st.first_seen).checked_add(self.config.timeout).unwrap_or(Timestamp::MAX)
+                st.pod
+                    .created
+                    .unwrap_or(st.first_seen)
+                    .checked_add(self.config.timeout)
+                    .unwrap_or(Timestamp::MAX)
             }
         };
         if due != st.due || !self.deadlines.contains(&(st.due, uid.to_string())) {
@@ -329,19 +370,32 @@ impl Engine {
     fn finish(&mut self, uid: &str, now: Timestamp, draining: bool) -> Option<Trace> {
         let st = self.pods.remove(uid)?;
         self.deadlines.remove(&(st.due, uid.to_string()));
-        self.by_name.remove(&(st.pod.namespace.clone(), st.pod.name.clone()));
+        self.by_name
+            .remove(&(st.pod.namespace.clone(), st.pod.name.clone()));
         self.remember_finished(uid.to_string(), now);
         self.stats.traces_finished += 1;
         let (outcome, end) = match st.end() {
             Some((o, s)) => (o, s),
-            None if draining => (Outcome::Incomplete, (st.last_activity.unwrap_or(now), "lastSeen")),
+            None if draining => (
+                Outcome::Incomplete,
+                (st.last_activity.unwrap_or(now), "lastSeen"),
+            ),
             None => {
                 let start = st.pod.created.unwrap_or(st.first_seen);
-                (Outcome::TimedOut, (start.checked_add(self.config.timeout).unwrap_or(now), "timeout"))
+                (
+                    Outcome::TimedOut,
+                    (
+                        start.checked_add(self.config.timeout).unwrap_or(now),
+                        "timeout",
+                    ),
+                )
             }
         };
         if let Some(before) = self.config.ignore_finished_before {
-            let ended = matches!(outcome, Outcome::Ready | Outcome::Failed { .. } | Outcome::Deleted);
+            let ended = matches!(
+                outcome,
+                Outcome::Ready | Outcome::Failed { .. } | Outcome::Deleted
+            );
             if ended && end.0 < before {
                 self.stats.traces_ignored += 1;
                 return None;
@@ -362,9 +416,13 @@ impl Engine {
     /// Ends the input: finishes every startup still in flight as it stands.
     pub fn drain(&mut self) -> Vec<Trace> {
         let now = self.now.unwrap_or(Timestamp::UNIX_EPOCH);
-        let mut uids: Vec<(Timestamp, String)> = self.pods.iter().map(|(u, s)| (s.due, u.clone())).collect();
+        let mut uids: Vec<(Timestamp, String)> =
+            self.pods.iter().map(|(u, s)| (s.due, u.clone())).collect();
         uids.sort();
-        let out = uids.into_iter().filter_map(|(_, u)| self.finish(&u, now, true)).collect();
+        let out = uids
+            .into_iter()
+            .filter_map(|(_, u)| self.finish(&u, now, true))
+            .collect();
         let dropped = self.orphans.count as u64;
         self.stats.orphan_events_dropped += dropped;
         self.orphans = Orphans::default();

@@ -15,12 +15,16 @@ pub fn parse_go_duration(s: &str) -> Option<SignedDuration> {
     let mut rest = s;
     let mut total: i128 = 0;
     while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         let (num, tail) = rest.split_at(num_len);
         if num.is_empty() || num.matches('.').count() > 1 || num == "." {
             return None;
         }
-        let unit_len = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
         let (unit, tail) = tail.split_at(unit_len);
         let unit_ns: i128 = match unit {
             "ns" => 1,
@@ -35,7 +39,11 @@ pub fn parse_go_duration(s: &str) -> Option<SignedDuration> {
         if int_part.len() > 12 || frac_part.len() > 18 {
             return None;
         }
-        let int: i128 = if int_part.is_empty() { 0 } else { int_part.parse().ok()? };
+        let int: i128 = if int_part.is_empty() {
+            0
+        } else {
+            int_part.parse().ok()?
+        };
         let mut value = int.checked_mul(unit_ns)?;
         if !frac_part.is_empty() {
             let frac: i128 = frac_part.parse().ok()?;
@@ -85,7 +93,9 @@ pub fn parse_pulled_message(msg: &str) -> Option<PulledMessage> {
     if let Some(rest) = msg.strip_prefix("Container image ") {
         let (image, tail) = quoted(rest)?;
         if tail.contains("already present on machine") {
-            return Some(PulledMessage::Cached { image: image.to_string() });
+            return Some(PulledMessage::Cached {
+                image: image.to_string(),
+            });
         }
         return None;
     }
@@ -104,10 +114,19 @@ pub fn parse_pulled_message(msg: &str) -> Option<PulledMessage> {
         }
     }
     let size_bytes = tail.find("Image size: ").and_then(|i| {
-        let digits: String = tail.get(i + "Image size: ".len()..)?.chars().take_while(char::is_ascii_digit).collect();
+        let digits: String = tail
+            .get(i + "Image size: ".len()..)?
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
         digits.parse().ok()
     });
-    Some(PulledMessage::Pulled { image: image.to_string(), pull, including_waiting, size_bytes })
+    Some(PulledMessage::Pulled {
+        image: image.to_string(),
+        pull,
+        including_waiting,
+        size_bytes,
+    })
 }
 
 /// Splits an image reference into (name, tag): `reg:5000/a/b:1.2@sha256:…` → (`reg:5000/a/b`, Some(`1.2`)).
@@ -119,7 +138,10 @@ pub fn split_image(image: &str) -> (String, Option<String>) {
         Some(colon) if colon >= last_slash => {
             let name = without_digest.get(..colon).unwrap_or(without_digest);
             let tag = without_digest.get(colon + 1..).unwrap_or("");
-            (name.to_string(), Some(tag.to_string()).filter(|t| !t.is_empty()))
+            (
+                name.to_string(),
+                Some(tag.to_string()).filter(|t| !t.is_empty()),
+            )
         }
         _ => (without_digest.to_string(), None),
     }
@@ -132,7 +154,11 @@ pub fn deployment_from_replicaset(rs: &str) -> Option<String> {
     let (base, hash) = rs.rsplit_once('-')?;
     // The hash is rendered with Kubernetes' SafeEncodeString alphabet (no vowels, no 0/1/3).
     const ALPHABET: &str = "bcdfghjklmnpqrstvwxz2456789";
-    if base.is_empty() || hash.is_empty() || hash.len() > 10 || !hash.chars().all(|c| ALPHABET.contains(c)) {
+    if base.is_empty()
+        || hash.is_empty()
+        || hash.len() > 10
+        || !hash.chars().all(|c| ALPHABET.contains(c))
+    {
         return None;
     }
     Some(base.to_string())
@@ -158,13 +184,35 @@ mod tests {
         assert_eq!(parse_go_duration("812ms"), Some(ms(812)));
         assert_eq!(parse_go_duration("2.304s"), Some(ms(2304)));
         assert_eq!(parse_go_duration("1m3.5s"), Some(ms(63_500)));
-        assert_eq!(parse_go_duration("1h2m"), Some(SignedDuration::from_secs(3720)));
-        assert_eq!(parse_go_duration("750µs"), Some(SignedDuration::from_micros(750)));
-        assert_eq!(parse_go_duration("750us"), Some(SignedDuration::from_micros(750)));
-        assert_eq!(parse_go_duration("10ns"), Some(SignedDuration::from_nanos(10)));
+        assert_eq!(
+            parse_go_duration("1h2m"),
+            Some(SignedDuration::from_secs(3720))
+        );
+        assert_eq!(
+            parse_go_duration("750µs"),
+            Some(SignedDuration::from_micros(750))
+        );
+        assert_eq!(
+            parse_go_duration("750us"),
+            Some(SignedDuration::from_micros(750))
+        );
+        assert_eq!(
+            parse_go_duration("10ns"),
+            Some(SignedDuration::from_nanos(10))
+        );
         assert_eq!(parse_go_duration("0"), Some(SignedDuration::ZERO));
         assert_eq!(parse_go_duration(".5s"), Some(ms(500)));
-        for bad in ["", "s", "1", "1.2.3s", "1x", "-1s", "1s2", ".s", "99999999999999999h"] {
+        for bad in [
+            "",
+            "s",
+            "1",
+            "1.2.3s",
+            "1x",
+            "-1s",
+            "1s2",
+            ".s",
+            "99999999999999999h",
+        ] {
             assert_eq!(parse_go_duration(bad), None, "{bad}");
         }
     }
@@ -186,29 +234,53 @@ mod tests {
         let m = parse_pulled_message(r#"Successfully pulled image "busybox" in 1m3.5s"#);
         assert_eq!(
             m,
-            Some(PulledMessage::Pulled { image: "busybox".into(), pull: Some(ms(63_500)), including_waiting: None, size_bytes: None })
+            Some(PulledMessage::Pulled {
+                image: "busybox".into(),
+                pull: Some(ms(63_500)),
+                including_waiting: None,
+                size_bytes: None
+            })
         );
         assert_eq!(
-            parse_pulled_message(r#"Container image "registry.k8s.io/pause:3.10" already present on machine"#),
-            Some(PulledMessage::Cached { image: "registry.k8s.io/pause:3.10".into() })
+            parse_pulled_message(
+                r#"Container image "registry.k8s.io/pause:3.10" already present on machine"#
+            ),
+            Some(PulledMessage::Cached {
+                image: "registry.k8s.io/pause:3.10".into()
+            })
         );
         assert_eq!(parse_pulled_message("Pulling image \"x\""), None);
-        assert_eq!(parse_pulled_message("Successfully pulled image \"unterminated"), None);
+        assert_eq!(
+            parse_pulled_message("Successfully pulled image \"unterminated"),
+            None
+        );
     }
 
     #[test]
     fn image_split() {
         assert_eq!(split_image("nginx"), ("nginx".into(), None));
-        assert_eq!(split_image("nginx:1.27"), ("nginx".into(), Some("1.27".into())));
+        assert_eq!(
+            split_image("nginx:1.27"),
+            ("nginx".into(), Some("1.27".into()))
+        );
         assert_eq!(split_image("reg:5000/a/b"), ("reg:5000/a/b".into(), None));
-        assert_eq!(split_image("reg:5000/a/b:v1@sha256:abc"), ("reg:5000/a/b".into(), Some("v1".into())));
+        assert_eq!(
+            split_image("reg:5000/a/b:v1@sha256:abc"),
+            ("reg:5000/a/b".into(), Some("v1".into()))
+        );
         assert_eq!(split_image("a/b@sha256:abc"), ("a/b".into(), None));
     }
 
     #[test]
     fn deployment_inference() {
-        assert_eq!(deployment_from_replicaset("web-7d9f8c6b5"), Some("web".into()));
-        assert_eq!(deployment_from_replicaset("my-app-5c8d4"), Some("my-app".into()));
+        assert_eq!(
+            deployment_from_replicaset("web-7d9f8c6b5"),
+            Some("web".into())
+        );
+        assert_eq!(
+            deployment_from_replicaset("my-app-5c8d4"),
+            Some("my-app".into())
+        );
         assert_eq!(deployment_from_replicaset("web-abc"), None); // vowel: not a template hash
         assert_eq!(deployment_from_replicaset("web"), None);
         assert_eq!(deployment_from_replicaset("-7d9f8"), None);
@@ -216,7 +288,10 @@ mod tests {
 
     #[test]
     fn scheduled_message() {
-        assert_eq!(node_from_scheduled_message("Successfully assigned default/p to node-1"), Some("node-1".into()));
+        assert_eq!(
+            node_from_scheduled_message("Successfully assigned default/p to node-1"),
+            Some("node-1".into())
+        );
         assert_eq!(node_from_scheduled_message("nothing"), None);
     }
 }

@@ -40,7 +40,9 @@ pub fn event_start(e: &EventFacts) -> Option<Stamp> {
         .map(|t| (t, "event.eventTime"))
         .or(e.first_timestamp.map(|t| (t, "event.firstTimestamp")))
         .or(e.last_timestamp.map(|t| (t, "event.lastTimestamp")))
-        .or(e.series_last_observed.map(|t| (t, "event.series.lastObservedTime")))
+        .or(e
+            .series_last_observed
+            .map(|t| (t, "event.series.lastObservedTime")))
 }
 
 /// The best available time for when an event last happened.
@@ -75,12 +77,18 @@ pub struct Failure {
 
 /// Classifies a container waiting reason as a known failure (see docs/trace-model.md).
 pub fn failure_reason_is_final(reason: &str) -> bool {
-    matches!(reason, "ImagePullBackOff" | "CrashLoopBackOff" | "InvalidImageName" | "ErrImageNeverPull")
+    matches!(
+        reason,
+        "ImagePullBackOff" | "CrashLoopBackOff" | "InvalidImageName" | "ErrImageNeverPull"
+    )
 }
 
 /// Whether a waiting reason concerns the image.
 pub fn reason_is_image(reason: &str) -> bool {
-    matches!(reason, "ImagePullBackOff" | "ErrImagePull" | "InvalidImageName" | "ErrImageNeverPull")
+    matches!(
+        reason,
+        "ImagePullBackOff" | "ErrImagePull" | "InvalidImageName" | "ErrImageNeverPull"
+    )
 }
 
 /// Failure evidence carried by a kubelet event, if any.
@@ -88,7 +96,9 @@ pub fn event_failure(e: &EventFacts) -> Option<(&'static str, bool)> {
     let msg = e.message.as_str();
     match e.reason.as_str() {
         "BackOff" if msg.starts_with("Back-off pulling image") => Some(("ImagePullBackOff", true)),
-        "BackOff" if msg.starts_with("Back-off restarting failed container") => Some(("CrashLoopBackOff", false)),
+        "BackOff" if msg.starts_with("Back-off restarting failed container") => {
+            Some(("CrashLoopBackOff", false))
+        }
         "Failed" if msg == "Error: ImagePullBackOff" => Some(("ImagePullBackOff", true)),
         "Failed" if msg == "Error: InvalidImageName" => Some(("InvalidImageName", true)),
         "Failed" if msg == "Error: ErrImageNeverPull" => Some(("ErrImageNeverPull", true)),
@@ -96,6 +106,19 @@ pub fn event_failure(e: &EventFacts) -> Option<(&'static str, bool)> {
         "InspectFailed" => Some(("InvalidImageName", true)),
         _ => None,
     }
+}
+
+/// `status.phase = Failed`, attributed to a container when one exited non-zero.
+#[derive(Clone, Debug)]
+pub struct PhaseFailure {
+    /// The container's termination reason (`Error`, `OOMKilled`, …), else `PodFailed`.
+    pub reason: String,
+    /// Which container exited with which code, when known.
+    pub message: String,
+    /// The container that failed.
+    pub container: Option<String>,
+    /// Observation time, else the container's `finishedAt`.
+    pub at: Option<Stamp>,
 }
 
 /// Everything known about one pod's startup.
@@ -115,7 +138,7 @@ pub struct PodState {
     /// When the pod was seen deleted or terminating.
     pub deleted: Option<Stamp>,
     /// `status.phase == Failed`: reason and when observed.
-    pub phase_failed: Option<(String, Option<Timestamp>)>,
+    pub phase_failed: Option<PhaseFailure>,
     /// ClusterLoader2's watch point: earliest observation time with phase Running, and the
     /// latest container `startedAt` in that object.
     pub cl2_watch: Option<(Timestamp, Option<Timestamp>)>,
@@ -131,16 +154,18 @@ pub struct PodState {
 
 fn bump(t: &mut Option<Timestamp>, v: Option<Timestamp>) {
     if let Some(v) = v
-        && t.is_none_or(|c| v > c) {
-            *t = Some(v);
-        }
+        && t.is_none_or(|c| v > c)
+    {
+        *t = Some(v);
+    }
 }
 
 fn min_opt(t: &mut Option<Timestamp>, v: Option<Timestamp>) {
     if let Some(v) = v
-        && t.is_none_or(|c| v < c) {
-            *t = Some(v);
-        }
+        && t.is_none_or(|c| v < c)
+    {
+        *t = Some(v);
+    }
 }
 
 impl PodState {
@@ -164,18 +189,25 @@ impl PodState {
     }
 
     /// Merges one pod observation.
-    pub fn merge_pod(&mut self, action: Action, pod: PodFacts, observed_at: Option<Timestamp>, now: Timestamp) {
+    pub fn merge_pod(
+        &mut self,
+        action: Action,
+        pod: PodFacts,
+        observed_at: Option<Timestamp>,
+        now: Timestamp,
+    ) {
         if pod.node_name.is_none() && action != Action::Deleted {
             self.saw_unscheduled = true;
         }
         for c in &pod.conditions {
             if c.status
-                && let Some(t) = c.last_transition {
-                    let e = self.conditions_true.entry(c.kind.clone()).or_insert(t);
-                    if t < *e {
-                        *e = t;
-                    }
+                && let Some(t) = c.last_transition
+            {
+                let e = self.conditions_true.entry(c.kind.clone()).or_insert(t);
+                if t < *e {
+                    *e = t;
                 }
+            }
             bump(&mut self.last_activity, c.last_transition);
         }
         for c in pod.init_containers.iter().chain(pod.containers.iter()) {
@@ -190,7 +222,10 @@ impl PodState {
                     }
                     bump(&mut self.last_activity, t.finished_at);
                 }
-                ContainerState::Waiting { reason: Some(r), message } if failure_reason_is_final(r) => {
+                ContainerState::Waiting {
+                    reason: Some(r),
+                    message,
+                } if failure_reason_is_final(r) => {
                     let replace = match &track.failure {
                         None => true,
                         Some((_, _, prev)) => match (prev, observed_at) {
@@ -219,32 +254,71 @@ impl PodState {
         if action == Action::Deleted || pod.deleted.is_some() {
             let stamp = observed_at
                 .map(|t| (t, "observedAt"))
-                .or(pod.deleted.map(|t| (t, "deletionTimestamp")))
+                .or(pod.deleted.map(|t| {
+                    // deletionTimestamp is the deadline: request time + grace period.
+                    let grace = jiff::SignedDuration::from_secs(
+                        pod.deletion_grace_seconds
+                            .unwrap_or(0)
+                            .clamp(0, 86_400 * 365),
+                    );
+                    (t.checked_sub(grace).unwrap_or(t), "deletionTimestamp")
+                }))
                 .unwrap_or((now, "engineTime"));
             self.deleted = min_stamp(self.deleted, Some(stamp));
         }
         if pod.phase.as_deref() == Some("Failed") && self.phase_failed.is_none() {
-            self.phase_failed = Some(("PodFailed".to_string(), observed_at));
+            // Attribute the failure to the first container that exited non-zero, if any
+            // (e.g. an init container of a `restartPolicy: Never` pod).
+            let culprit = pod
+                .init_containers
+                .iter()
+                .chain(pod.containers.iter())
+                .find_map(|c| match &c.state {
+                    ContainerState::Terminated(t) if t.exit_code != 0 => {
+                        Some((c.name.clone(), t.clone()))
+                    }
+                    _ => None,
+                });
+            self.phase_failed = Some(match culprit {
+                Some((name, t)) => PhaseFailure {
+                    reason: t.reason.clone().unwrap_or_else(|| "Error".into()),
+                    message: format!("container {name} exited with code {}", t.exit_code),
+                    container: Some(name),
+                    at: observed_at
+                        .map(|o| (o, "observedAt"))
+                        .or(t.finished_at.map(|f| (f, "status.finishedAt"))),
+                },
+                None => PhaseFailure {
+                    reason: "PodFailed".into(),
+                    message: String::new(),
+                    container: None,
+                    at: observed_at.map(|o| (o, "observedAt")),
+                },
+            });
         }
         if pod.phase.as_deref() == Some("Running")
-            && let Some(o) = observed_at {
-                let run = pod
-                    .containers
-                    .iter()
-                    .filter_map(|c| match c.state {
-                        ContainerState::Running { started_at } => started_at,
-                        _ => None,
-                    })
-                    .max();
-                if self.cl2_watch.is_none_or(|(w, _)| o < w) {
-                    self.cl2_watch = Some((o, run));
-                }
+            && let Some(o) = observed_at
+        {
+            let run = pod
+                .containers
+                .iter()
+                .filter_map(|c| match c.state {
+                    ContainerState::Running { started_at } => started_at,
+                    _ => None,
+                })
+                .max();
+            if self.cl2_watch.is_none_or(|(w, _)| o < w) {
+                self.cl2_watch = Some((o, run));
             }
+        }
         bump(&mut self.last_activity, observed_at);
         bump(&mut self.last_activity, pod.created);
         // Older objects (lower resourceVersion) still contribute facts above, but must not
         // replace the newer object's spec/status.
-        let rv = pod.resource_version.as_deref().and_then(|r| r.parse::<u64>().ok());
+        let rv = pod
+            .resource_version
+            .as_deref()
+            .and_then(|r| r.parse::<u64>().ok());
         let newer = match (self.latest_rv, rv) {
             (Some(cur), Some(new)) => new >= cur,
             _ => true,
@@ -286,19 +360,22 @@ impl PodState {
         };
         for e in self.events.values() {
             if let Some((reason, image)) = event_failure(e)
-                && let Some(at) = event_start(e) {
-                    consider(Failure {
-                        reason: reason.to_string(),
-                        message: e.message.clone(),
-                        container: e.container_ref().map(|c| c.name),
-                        at,
-                        image,
-                    });
-                }
+                && let Some(at) = event_start(e)
+            {
+                consider(Failure {
+                    reason: reason.to_string(),
+                    message: e.message.clone(),
+                    container: e.container_ref().map(|c| c.name),
+                    at,
+                    image,
+                });
+            }
         }
         for (name, t) in &self.containers {
             if let Some((reason, message, at)) = &t.failure {
-                let at = at.map(|t| (t, "observedAt")).or(self.last_activity.map(|t| (t, "lastSeen")));
+                let at = at
+                    .map(|t| (t, "observedAt"))
+                    .or(self.last_activity.map(|t| (t, "lastSeen")));
                 if let Some(at) = at {
                     consider(Failure {
                         reason: reason.clone(),
@@ -310,10 +387,16 @@ impl PodState {
                 }
             }
         }
-        if let Some((reason, at)) = &self.phase_failed {
-            let at = at.map(|t| (t, "observedAt")).or(self.last_activity.map(|t| (t, "lastSeen")));
+        if let Some(p) = &self.phase_failed {
+            let at = p.at.or(self.last_activity.map(|t| (t, "lastSeen")));
             if let Some(at) = at {
-                consider(Failure { reason: reason.clone(), message: String::new(), container: None, at, image: false });
+                consider(Failure {
+                    reason: p.reason.clone(),
+                    message: p.message.clone(),
+                    container: p.container.clone(),
+                    at,
+                    image: false,
+                });
             }
         }
         best

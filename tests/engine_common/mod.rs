@@ -9,7 +9,9 @@ use podtrace::trace::{Span, Trace};
 
 /// Directory of a scenario under tests/fixtures.
 pub fn fixture_dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 /// All observations of a scenario, from every `*.json` file, ordered by resourceVersion
@@ -27,12 +29,27 @@ pub fn load(name: &str) -> Vec<Observation> {
         let text = std::fs::read_to_string(&f).expect("fixture readable");
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             let v: serde_json::Value = serde_json::from_str(line).expect("fixture line is JSON");
-            let action = Action::from_watch_type(v["type"].as_str().unwrap_or("")).expect("watch type");
-            let rv = v["object"]["metadata"]["resourceVersion"].as_str().and_then(|r| r.parse().ok()).unwrap_or(0);
-            let observed_at = v.get("observedAt").and_then(|o| o.as_str()).map(|s| s.parse().expect("observedAt"));
+            let action =
+                Action::from_watch_type(v["type"].as_str().unwrap_or("")).expect("watch type");
+            let rv = v["object"]["metadata"]["resourceVersion"]
+                .as_str()
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(0);
+            let observed_at = v
+                .get("observedAt")
+                .and_then(|o| o.as_str())
+                .map(|s| s.parse().expect("observedAt"));
             let object = Object::from_json(v["object"].clone()).expect("fixture object converts");
             let n = out.len();
-            out.push((rv, n, Observation { action, object, observed_at }));
+            out.push((
+                rv,
+                n,
+                Observation {
+                    action,
+                    object,
+                    observed_at,
+                },
+            ));
         }
     }
     out.sort_by_key(|(rv, n, _)| (*rv, *n));
@@ -53,7 +70,12 @@ pub fn run(obs: Vec<Observation>, config: Config) -> (Vec<Trace>, Engine) {
 /// Runs a scenario with the default config; expects exactly one trace.
 pub fn one_trace(name: &str) -> Trace {
     let (traces, _) = run(load(name), Config::default());
-    assert_eq!(traces.len(), 1, "{name}: expected one trace, got {}", traces.len());
+    assert_eq!(
+        traces.len(),
+        1,
+        "{name}: expected one trace, got {}",
+        traces.len()
+    );
     traces.into_iter().next().expect("one trace")
 }
 
@@ -91,27 +113,69 @@ pub fn check_invariants(t: &Trace) {
     for s in &t.spans {
         assert!(ids.insert(s.span_id), "duplicate span id {}", s.span_id);
         assert!(s.end >= s.start, "{} ends before it starts", s.name);
-        assert!(attr_str(s, "podtrace.timing.start_source").is_some(), "{} lacks start source", s.name);
-        assert!(attr_str(s, "podtrace.timing.end_source").is_some(), "{} lacks end source", s.name);
+        assert!(
+            attr_str(s, "podtrace.timing.start_source").is_some(),
+            "{} lacks start source",
+            s.name
+        );
+        assert!(
+            attr_str(s, "podtrace.timing.end_source").is_some(),
+            "{} lacks end source",
+            s.name
+        );
         let mut keys: Vec<&str> = s.attributes.iter().map(|(k, _)| *k).collect();
-        let sorted = { let mut k = keys.clone(); k.sort(); k };
+        let sorted = {
+            let mut k = keys.clone();
+            k.sort();
+            k
+        };
         assert_eq!(keys, sorted, "attributes of {} not sorted", s.name);
         keys.dedup();
-        assert_eq!(keys.len(), s.attributes.len(), "duplicate attribute keys on {}", s.name);
+        assert_eq!(
+            keys.len(),
+            s.attributes.len(),
+            "duplicate attribute keys on {}",
+            s.name
+        );
         if let Some(p) = s.parent {
-            let parent = t.spans.iter().find(|x| x.span_id == p).expect("parent exists in trace");
-            assert!(s.start >= parent.start && s.end <= parent.end, "{} outside its parent {}", s.name, parent.name);
+            let parent = t
+                .spans
+                .iter()
+                .find(|x| x.span_id == p)
+                .expect("parent exists in trace");
+            assert!(
+                s.start >= parent.start && s.end <= parent.end,
+                "{} outside its parent {}",
+                s.name,
+                parent.name
+            );
             // Depth-first order: a parent precedes its children.
-            let pi = t.spans.iter().position(|x| x.span_id == p).unwrap_or(usize::MAX);
-            let si = t.spans.iter().position(|x| x.span_id == s.span_id).unwrap_or(0);
+            let pi = t
+                .spans
+                .iter()
+                .position(|x| x.span_id == p)
+                .unwrap_or(usize::MAX);
+            let si = t
+                .spans
+                .iter()
+                .position(|x| x.span_id == s.span_id)
+                .unwrap_or(0);
             assert!(pi < si, "{} listed before its parent", s.name);
         }
         for w in s.events.windows(2) {
-            assert!(w[0].time <= w[1].time, "events of {} not in time order", s.name);
+            assert!(
+                w[0].time <= w[1].time,
+                "events of {} not in time order",
+                s.name
+            );
         }
         for (k, v) in &s.attributes {
             if let podtrace::trace::Value::Str(v) = v {
-                assert!(!v.contains("hunter2"), "secret material leaked via {k} on {}", s.name);
+                assert!(
+                    !v.contains("hunter2"),
+                    "secret material leaked via {k} on {}",
+                    s.name
+                );
             }
         }
     }

@@ -24,7 +24,6 @@ OTLP_GRPC_PORT="${PODTRACE_TESTENV_OTLP_GRPC_PORT:-24317}"
 OTLP_HTTP_PORT="${PODTRACE_TESTENV_OTLP_HTTP_PORT:-24318}"
 QUERY_HTTP_PORT="${PODTRACE_TESTENV_QUERY_HTTP_PORT:-26686}"
 QUERY_GRPC_PORT="${PODTRACE_TESTENV_QUERY_GRPC_PORT:-26685}"
-BACKEND_HEALTH_PORT="${PODTRACE_TESTENV_BACKEND_HEALTH_PORT:-23133}"
 
 SERVICE_CIDR="10.96.0.0/16"
 POD_CIDR="10.244.0.0/16"
@@ -116,4 +115,13 @@ kapi() {
   local method=$1 path=$2; shift 2
   curl -sS --fail-with-body --cacert "$PKI/ca.crt" -H "Authorization: Bearer $(admin_token)" \
     -X "$method" "https://127.0.0.1:$APISERVER_PORT$path" "$@"
+}
+
+# KWOK reads one multi-document file: its configuration, then the node and pod stages.
+write_kwok_config() {
+  {
+    cat "$ENV_SRC/kwok.yaml" "$ENV_SRC/stages/node.yaml"
+    printf -- '---\n'
+    cat "$ENV_SRC/stages/pod.yaml"
+  } >"$STATE/kwok-config.yaml"
 }

@@ -19,11 +19,15 @@ wait_cond() {
   done
 }
 
-k get ns "$NS" >/dev/null && die "namespace $NS exists; delete it (or restart the environment) first"
+if k get ns "$NS" >/dev/null; then
+  log "deleting namespace $NS left from an earlier run"
+  k delete ns "$NS" --wait=false >/dev/null
+  wait_cond "namespace $NS to go away" 120 bash -c "! kubectl get ns $NS 2>/dev/null"
+fi
 k label node kwok-node-3 podtrace.dev/pool- >/dev/null || true
 
 tmp=$(mktemp -d)
-"$ENV_SRC/record.sh" "$tmp" &
+PODTRACE_RECORD_NAMESPACE=$NS "$ENV_SRC/record.sh" "$tmp" &
 rec=$!
 trap 'kill -TERM $rec 2>/dev/null || true' EXIT
 sleep 2 # let the four watches finish their initial lists before the scenario starts

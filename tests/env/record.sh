@@ -9,6 +9,8 @@
 #   Writes OUT_DIR/{pods,events,events.k8s.io,nodes}.json; kubectl's stderr goes to
 #   OUT_DIR/record.log (kubectl 1.32 warns about the version skew with the 1.36 server).
 # Uses $KUBECONFIG if set, else the test environment's admin kubeconfig.
+# PODTRACE_RECORD_NAMESPACE=NS limits pods and events to one namespace (nodes are
+# cluster-scoped and always recorded whole).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -35,9 +37,11 @@ stop() {
 trap 'stop; log "recording stopped; files in $out"; exit 0' INT TERM
 
 : >"$out/record.log"
-watch pods.json pods --all-namespaces
-watch events.json events --all-namespaces
-watch events.k8s.io.json events.v1.events.k8s.io --all-namespaces
+scope=(--all-namespaces)
+[[ -n "${PODTRACE_RECORD_NAMESPACE:-}" ]] && scope=(--namespace "$PODTRACE_RECORD_NAMESPACE")
+watch pods.json pods "${scope[@]}"
+watch events.json events "${scope[@]}"
+watch events.k8s.io.json events.v1.events.k8s.io "${scope[@]}"
 watch nodes.json nodes
 log "recording to $out (pids ${pids[*]})${secs:+ for ${secs}s}; interrupt to stop"
 

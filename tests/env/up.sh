@@ -141,9 +141,7 @@ start_controllers() {
 }
 
 start_kwok() {
-  cat "$ENV_SRC/kwok.yaml" "$ENV_SRC/stages/node.yaml" >"$STATE/kwok-config.yaml"
-  printf -- '---\n' >>"$STATE/kwok-config.yaml"
-  cat "$ENV_SRC/stages/pod.yaml" >>"$STATE/kwok-config.yaml"
+  write_kwok_config
   start_proc kwok "$BIN_KWOK/kwok" --kubeconfig "$STATE/kwok.kubeconfig" \
     --config "$STATE/kwok-config.yaml" --server-address "127.0.0.1:$KWOK_PORT" \
     --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \

@@ -10,7 +10,6 @@ backend_build() { "$ENV_SRC/build.sh" jaeger; }
 backend_start() {
   running "$BACKEND_PROC" && return 0
   PODTRACE_QUERY_HTTP_PORT=$QUERY_HTTP_PORT PODTRACE_QUERY_GRPC_PORT=$QUERY_GRPC_PORT \
-  PODTRACE_BACKEND_HEALTH_PORT=$BACKEND_HEALTH_PORT \
   PODTRACE_OTLP_GRPC_PORT=$OTLP_GRPC_PORT PODTRACE_OTLP_HTTP_PORT=$OTLP_HTTP_PORT \
     start_proc "$BACKEND_PROC" "$BIN_JAEGER/jaeger" --config "$ENV_SRC/backends/jaeger.yaml"
 }

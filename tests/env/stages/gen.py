@@ -5,17 +5,18 @@ through the kubelet's startup sequence and write the kubelet's events.
 Why generated: KWOK's own `event` step can only send a fixed reason/message with
 source `kwok_controller` and no fieldPath. The `apply` step, however, creates any object
 from a template, so each kubelet event is written as a core/v1 Event with
-source.component=kubelet, source.host=<node> and involvedObject.fieldPath. A template
-renders exactly one object and steps cannot loop, so per-container events are unrolled
-for the first MAX_CONTAINERS containers; indexes past the end re-render the last
-container's event under the same name, which the API server treats as a no-op update.
+source.component=kubelet, source.host=<node> and involvedObject.fieldPath.
+
+Containers start one at a time in spec order (init containers first, each running to
+completion), as the kubelet does: every stage acts on one container, found from the
+container statuses, and the stage that finishes one container also writes the Pulling
+event of the next, so that event appears when the pull begins.
 
 Run: python3 tests/env/stages/gen.py > tests/env/stages/pod.yaml
 """
 import json
 import sys
 
-MAX_CONTAINERS = 4
 A = "podtrace.dev/testenv-"
 
 # Go-template preamble shared by every template.
@@ -30,19 +31,46 @@ PRE = (
 )
 
 
-def pick(group, i):
-    """Binds $c to container i of group (clamped to the last one)."""
-    return (
-        f'{{{{ $cs := .spec.{group} }}}}'
-        f'{{{{ $i := min {i} (sub (len $cs) 1) }}}}'
-        '{{ $c := index $cs $i }}'
-        '{{ $cached := or (eq $pullMode "cached") (has $c.image $cachedList) }}'
-    )
+# Template snippets that bind $grp (the spec field), $cs (its containers) and $i (the
+# container index) for the container a stage acts on; finish() then binds $c and $cached.
+BIND_FIRST = ('{{ $hasInit := not (empty .spec.initContainers) }}'
+              '{{ $grp := ternary "initContainers" "containers" $hasInit }}'
+              '{{ $cs := ternary .spec.initContainers .spec.containers $hasInit }}{{ $i := 0 }}')
+BIND_C0 = '{{ $grp := "containers" }}{{ $cs := .spec.containers }}{{ $i := 0 }}'
+# The kubelet runs init containers one after another: the first still waiting is next.
+BIND_INIT_WAITING = ('{{ $grp := "initContainers" }}{{ $cs := .spec.initContainers }}{{ $i := -1 }}'
+                     '{{ range $j, $x := .status.initContainerStatuses }}'
+                     '{{ if and (lt $i 0) $x.state.waiting }}{{ $i = $j }}{{ end }}{{ end }}')
+BIND_INIT_RUNNING = ('{{ $grp := "initContainers" }}{{ $cs := .spec.initContainers }}{{ $i := -1 }}'
+                     '{{ range $j, $x := .status.initContainerStatuses }}'
+                     '{{ if and (lt $i 0) $x.state.running }}{{ $i = $j }}{{ end }}{{ end }}')
+# App containers are also started in spec order, each pulled just before it is created.
+BIND_APP_CREATING = ('{{ $grp := "containers" }}{{ $cs := .spec.containers }}{{ $i := -1 }}'
+                     '{{ range $j, $x := .status.containerStatuses }}{{ if lt $i 0 }}{{ if $x.state.waiting }}'
+                     '{{ if eq $x.state.waiting.reason "ContainerCreating" }}{{ $i = $j }}{{ end }}{{ end }}{{ end }}{{ end }}')
 
 
-def event(group, key, reason, etype, message, count="1", first="$ts", last="$ts"):
+def finish():
+    return ('{{ $c := index $cs $i }}'
+            '{{ $cached := or (eq $pullMode "cached") (has $c.image $cachedList) }}')
+
+
+def next_after(bind_current, init_to_app):
+    """Binds the container that comes after the current one. When there is none, $noop is
+    true and $c stays the current container, so the caller can re-render an event it just
+    wrote (an identical write is a no-op)."""
+    s = bind_current + '{{ $noop := false }}'
+    if init_to_app:
+        s += ('{{ if lt (add1 $i) (len $cs) }}{{ $i = add1 $i }}'
+              '{{ else }}{{ $grp = "containers" }}{{ $cs = $.spec.containers }}{{ $i = 0 }}{{ end }}')
+    else:
+        s += '{{ if lt (add1 $i) (len $cs) }}{{ $i = add1 $i }}{{ else }}{{ $noop = true }}{{ end }}'
+    return s
+
+
+def event(bind, key, reason, etype, message, count="1"):
     """An Event template; key names the event so repeats aggregate like the kubelet's."""
-    return PRE + pick(group, "{{I}}") + f"""
+    return PRE + bind + finish() + f"""
 {{{{ $count := {count} }}}}
 apiVersion: v1
 kind: Event
@@ -55,7 +83,7 @@ involvedObject:
   name: {{{{ .metadata.name | Quote }}}}
   namespace: {{{{ .metadata.namespace | Quote }}}}
   uid: {{{{ .metadata.uid | Quote }}}}
-  fieldPath: {{{{ printf "spec.{group}{{%s}}" $c.name | Quote }}}}
+  fieldPath: {{{{ printf "spec.%s{{%s}}" $grp $c.name | Quote }}}}
 reason: {{{{ {reason} | Quote }}}}
 message: {{{{ {message} | Quote }}}}
 type: {{{{ {etype} | Quote }}}}
@@ -65,38 +93,48 @@ source:
 reportingComponent: kubelet
 reportingInstance: {{{{ $node | Quote }}}}
 count: {{{{ $count }}}}
-{{{{ if eq (int $count) 1 }}}}firstTimestamp: {{{{ {first} | Quote }}}}{{{{ end }}}}
-lastTimestamp: {{{{ {last} | Quote }}}}
+{{{{ if eq (int $count) 1 }}}}firstTimestamp: {{{{ $ts | Quote }}}}{{{{ end }}}}
+lastTimestamp: {{{{ $ts | Quote }}}}
 """
 
 
-BACKDATED = 'dateInZone "2006-01-02T15:04:05Z" (dateModify (printf "-%s" $pd) now) "UTC"'
 PULLED_OK = ('printf "Successfully pulled image %q in %s (%s including waiting). Image size: %d bytes." '
              '$c.image $pd $pd (add 1000000 (mod (atoi (adler32sum $c.image)) 90000000))')
 PRESENT = 'printf "Container image %q already present on machine" $c.image'
+PULLING = 'printf "Pulling image %q" $c.image'
+CREATED = 'printf "Created container: %s" $c.name'
+STARTED = 'printf "Started container %s" $c.name'
 
 
-def start_events(group, only_first=False, count="1"):
-    """Pulling/Pulled, Created, Started for each container of group (kubelet order)."""
-    n = 1 if only_first else MAX_CONTAINERS
-    steps = []
-    for i in range(n):
-        evs = []
-        if count == "1":
-            # A cached image has no Pulling event: render its Pulled event in that slot too.
-            evs.append(event(group, '(ternary "Pulled" "Pulling" $cached)', '(ternary "Pulled" "Pulling" $cached)',
-                             '"Normal"', f'(ternary ({PRESENT}) (printf "Pulling image %q" $c.image) $cached)',
-                             first=f'(ternary $ts ({BACKDATED}) $cached)', last=f'(ternary $ts ({BACKDATED}) $cached)'))
-            evs.append(event(group, '"Pulled"', '"Pulled"', '"Normal"', f'(ternary ({PRESENT}) ({PULLED_OK}) $cached)'))
-        else:
-            # A restart finds the image present. That message differs from the first
-            # "Successfully pulled", so the kubelet records it as a separate event.
-            evs.append(event(group, '(ternary "Pulled" "Pulled-present" $cached)', '"Pulled"', '"Normal"', PRESENT,
-                             count=f'(ternary {count} (sub {count} 1) $cached)'))
-        evs.append(event(group, '"Created"', '"Created"', '"Normal"', 'printf "Created container: %s" $c.name', count=count))
-        evs.append(event(group, '"Started"', '"Started"', '"Normal"', 'printf "Started container %s" $c.name', count=count))
-        steps += [e.replace("{{I}}", str(i)) for e in evs]
-    return [apply(t) for t in steps]
+def pull_begins(bind, noop=None):
+    """What the kubelet says when it turns to a container's image: Pulling, or Pulled at
+    once for an image already on the node. Written by the stage that ends right before the
+    pull, so it appears when the pull begins. noop = (key, reason, type, message) to
+    re-render when bind set $noop."""
+    key, reason, etype, msg = ('(ternary "Pulled" "Pulling" $cached)', '(ternary "Pulled" "Pulling" $cached)',
+                               '"Normal"', f'(ternary ({PRESENT}) ({PULLING}) $cached)')
+    if noop:
+        nk, nr, nt, nm = noop
+        key, reason = f'(ternary {nk} {key} $noop)', f'(ternary {nr} {reason} $noop)'
+        etype, msg = f'(ternary {nt} {etype} $noop)', f'(ternary ({nm}) ({msg}) $noop)'
+    return apply(event(bind, key, reason, etype, msg))
+
+
+def start_events(bind, count="1"):
+    """Pulled (for an image that was pulled), Created, Started for one container."""
+    if count == "1":
+        # A cached image's Pulled event came when the pull would have begun: fill the slot
+        # with the Created event (identical to the next step's, so one write is a no-op).
+        evs = [event(bind, '(ternary "Created" "Pulled" $cached)', '(ternary "Created" "Pulled" $cached)',
+                     '"Normal"', f'(ternary ({CREATED}) ({PULLED_OK}) $cached)')]
+    else:
+        # A restart finds the image present. That message differs from the first
+        # "Successfully pulled", so the kubelet records it as a separate event.
+        evs = [event(bind, '(ternary "Pulled" "Pulled-present" $cached)', '"Pulled"', '"Normal"', PRESENT,
+                     count=f'(ternary {count} (sub {count} 1) $cached)')]
+    evs.append(event(bind, '"Created"', '"Created"', '"Normal"', CREATED, count=count))
+    evs.append(event(bind, '"Started"', '"Started"', '"Normal"', STARTED, count=count))
+    return [apply(t) for t in evs]
 
 
 def apply(tpl):
@@ -122,11 +160,6 @@ def cstatus(group, state, ready="false", started="false", extra=""):
 {extra}  state:
 {state}
 {{{{ end }}}}
-"""
-
-
-RUNNING_IDS = """  imageID: {{ printf "%s@sha256:%s" $x.image (sha256sum $x.image) | Quote }}
-  containerID: {{ printf "containerd://%s" (sha256sum (printf "%s/%s/0" $.metadata.uid $x.name)) | Quote }}
 """
 
 
@@ -171,6 +204,34 @@ def delay(ms, annotation=None, jitter=None):
     return d
 
 
+def pull_delay(group, status_field, waiting_test):
+    """The pull duration for the container a stage starts (the first whose status passes
+    waiting_test), or 100 ms when its image is already on the node."""
+    jq = ('(.metadata.annotations // {}) as $a'
+          f' | ($a["{A}cached-images"] // "" | split(",")) as $c'
+          f' | ([.status.{status_field}[] | {waiting_test}] | index(true)) as $k'
+          f' | .spec.{group}[$k].image as $img'
+          f' | if ($a["{A}image-pull"] == "cached") or any($c[]; . == $img)'
+          f' then "100ms" else ($a["{A}pull-duration"] // "800ms") end')
+    return {"durationMilliseconds": 800, "durationFrom": {"expressionFrom": jq}}
+
+
+def statuses_with(field, bind, current):
+    """A full {field} list: the bound container ($i) gets `current`, others are kept."""
+    return (bind + f"""
+{field}:
+{{{{ range $j, $x := .status.{field} }}}}
+{{{{ if eq $j $i }}}}
+- name: {{{{ $x.name | Quote }}}}
+  image: {{{{ $x.image | Quote }}}}
+{current}
+{{{{ else }}}}
+- {{{{ $x | toJson }}}}
+{{{{ end }}}}
+{{{{ end }}}}
+""")
+
+
 def stage(name, selector, dly, steps, weight=None):
     spec = {"resourceRef": {"apiGroup": "v1", "kind": "Pod"}, "selector": selector}
     if dly:
@@ -190,9 +251,10 @@ C0 = ".status.containerStatuses.[0]"
 
 stages = []
 
-# 1. Sandbox created: IPs, PodReadyToStartContainers, containers waiting.
+# 1. Sandbox created: IPs, PodReadyToStartContainers, containers waiting; the kubelet then
+#    turns to the first image.
 stages.append(stage("podtrace-pod-sandbox", sel(ex(".status.podIP", "DoesNotExist")),
-                    delay(150, "sandbox-duration", 400), [patch_status(
+                    delay(150, "sandbox-duration", 400), [pull_begins(BIND_FIRST), patch_status(
     "conditions:\n" + cond("PodReadyToStartContainers", "True")
     + '{{ if .spec.initContainers }}'
     + cond("Initialized", "False", "ContainersNotInitialized", f"containers with incomplete status: {names('initContainers')}")
@@ -212,45 +274,58 @@ phase: Pending
 startTime: {{ $now | Quote }}
 """)]))
 
-# 2. Init containers pulled and started (all at once: see docs/testenv.md).
+RUNNING_STATE = """  ready: false
+  started: true
+  restartCount: 0
+  imageID: {{ printf "%s@sha256:%s" $x.image (sha256sum $x.image) | Quote }}
+  containerID: {{ printf "containerd://%s" (sha256sum (printf "%s/%s/0" $.metadata.uid $x.name)) | Quote }}
+  state:
+    running:
+      startedAt: {{ $now | Quote }}"""
+
+# 2. The next init container (one at a time) is pulled, created and started.
 stages.append(stage("podtrace-pod-init-start", sel(
     ex(".status.podIP", "Exists"), PHASE_PENDING,
     ex('.status.conditions.[] | select( .type == "Initialized" ) | .status', "NotIn", "True"),
-    ex(".status.initContainerStatuses.[].state.waiting.reason", "Exists")),
-    delay(800, "pull-duration"),
-    start_events("initContainers") + [patch_status(
-        cstatus("initContainers", "    running:\n      startedAt: {{ $now | Quote }}", started="true", extra=RUNNING_IDS))]))
+    ex(".status.initContainerStatuses.[].state.waiting.reason", "Exists"),
+    ex(".status.initContainerStatuses.[].state.running.startedAt", "DoesNotExist")),
+    pull_delay("initContainers", "initContainerStatuses", ".state.waiting != null"),
+    start_events(BIND_INIT_WAITING) + [patch_status(statuses_with("initContainerStatuses", BIND_INIT_WAITING, RUNNING_STATE))]))
 
-# 3. Init containers exit 0; app containers move to ContainerCreating.
+# 3. The running init container exits 0. The kubelet turns to the next image: the next init
+#    container's, or after the last one, the first app container's.
 stages.append(stage("podtrace-pod-init-done", sel(
     PHASE_PENDING, ex(".status.initContainerStatuses.[].state.running.startedAt", "Exists")),
-    delay(500, "init-duration"), [patch_status(
-        "conditions:\n" + cond("Initialized", "True")
-        + f"""initContainerStatuses:
-{{{{ range $j, $x := .spec.initContainers }}}}
-- name: {{{{ $x.name | Quote }}}}
-  image: {{{{ $x.image | Quote }}}}
-  ready: true
+    delay(500, "init-duration"),
+    [pull_begins(next_after(BIND_INIT_RUNNING, init_to_app=True)), patch_status(
+        statuses_with("initContainerStatuses", BIND_INIT_RUNNING, """  ready: true
   started: false
   restartCount: 0
-{RUNNING_IDS}  state:
+  imageID: {{ $x.imageID | Quote }}
+  containerID: {{ $x.containerID | Quote }}
+  state:
     terminated:
       exitCode: 0
       reason: Completed
-      startedAt: {{{{ (index $.status.initContainerStatuses $j).state.running.startedAt | Quote }}}}
-      finishedAt: {{{{ $now | Quote }}}}
-{{{{ end }}}}
-""" + cstatus("containers", "    waiting:\n      reason: ContainerCreating"))]))
+      startedAt: {{ $x.state.running.startedAt | Quote }}
+      finishedAt: {{ $now | Quote }}""")
+        + "{{ if eq (add1 $i) (len .spec.initContainers) }}\nconditions:\n" + cond("Initialized", "True")
+        + cstatus("containers", "    waiting:\n      reason: ContainerCreating") + "{{ end }}\n")]))
 
-# 4. App containers pulled, created, started (not yet ready).
+# 4. The next app container (spec order) is pulled, created and started; the kubelet then
+#    turns to the following one. The phase is Running once every container runs.
+APP_LEFT = ('{{ $left := list }}{{ range $j, $x := .status.containerStatuses }}'
+            '{{ if and (ne $j $i) (not $x.state.running) }}{{ $left = append $left $j }}{{ end }}{{ end }}')
 stages.append(stage("podtrace-pod-start", sel(
-    PHASE_PENDING, INITIALIZED, NOT_FAIL,
-    ex(".status.containerStatuses.[].state.waiting.reason", "In", "ContainerCreating")),
-    delay(800, "pull-duration"),
-    start_events("containers") + [patch_status(
-        "conditions:\n" + not_ready()
-        + cstatus("containers", "    running:\n      startedAt: {{ $now | Quote }}", started="true", extra=RUNNING_IDS)
-        + "phase: Running\n")]))
+    INITIALIZED,
+    ex(".status.containerStatuses.[].state.waiting.reason", "In", "ContainerCreating"),
+    # A pod whose first image fails to pull is handled by podtrace-pod-pull-fail first.
+    ex(f'(.metadata.annotations["{A}image-pull"] != "fail") or ({C0}.state.waiting.reason != "ContainerCreating")', "In", "true")),
+    pull_delay("containers", "containerStatuses", '.state.waiting.reason == "ContainerCreating"'),
+    start_events(BIND_APP_CREATING)
+    + [pull_begins(next_after(BIND_APP_CREATING, init_to_app=False), noop=('"Started"', '"Started"', '"Normal"', STARTED)),
+       patch_status(statuses_with("containerStatuses", BIND_APP_CREATING, RUNNING_STATE)
+                    + APP_LEFT + "\nphase: {{ ternary \"Running\" \"Pending\" (empty $left) }}\n")]))
 
 # 5. Readiness: all containers ready.
 stages.append(stage("podtrace-pod-ready", sel(
@@ -307,8 +382,8 @@ containerStatuses:
 BACKOFF_MSG = 'printf "Back-off restarting failed container %s in pod %s_%s(%s)" $c.name $.metadata.name $.metadata.namespace $.metadata.uid'
 stages.append(stage("podtrace-pod-crash-backoff", sel(
     CRASH, ex(f"{C0}.state.terminated.exitCode", "Exists")),
-    delay(200), [apply(event("containers", '"BackOff"', '"BackOff"', '"Warning"', BACKOFF_MSG,
-                             count="(add1 (index .status.containerStatuses 0).restartCount)").replace("{{I}}", "0")),
+    delay(200), [apply(event(BIND_C0, '"BackOff"', '"BackOff"', '"Warning"', BACKOFF_MSG,
+                             count="(add1 (index .status.containerStatuses 0).restartCount)")),
                  patch_status("""{{ $x := index .status.containerStatuses 0 }}
 containerStatuses:
 - name: {{ $x.name | Quote }}
@@ -331,7 +406,7 @@ stages.append(stage("podtrace-pod-crash-restart", sel(
     CRASH, ex(f"{C0}.state.waiting.reason", "In", "CrashLoopBackOff"),
     ex(f"{C0}.restartCount < 5", "In", "true")),
     delay(2000, "crash-backoff"),
-    start_events("containers", only_first=True, count="(add1 (index .status.containerStatuses 0).restartCount)")
+    start_events(BIND_C0, count="(add1 (index .status.containerStatuses 0).restartCount)")
     + [patch_status("""{{ $x := index .status.containerStatuses 0 }}
 containerStatuses:
 - name: {{ $x.name | Quote }}
@@ -353,11 +428,12 @@ PULL_ERR = ('printf "rpc error: code = NotFound desc = failed to pull and unpack
 stages.append(stage("podtrace-pod-pull-fail", sel(
     PHASE_PENDING, INITIALIZED, FAIL, ex(f"{C0}.state.waiting.reason", "In", "ContainerCreating")),
     delay(800, "pull-duration"),
-    [apply(event("containers", '"Pulling"', '"Pulling"', '"Normal"', 'printf "Pulling image %q" $c.image',
-                 first=BACKDATED, last=BACKDATED).replace("{{I}}", "0")),
-     apply(event("containers", '"Failed-pull"', '"Failed"', '"Warning"',
-                 f'printf "Failed to pull image %q: %s" $c.image ({PULL_ERR})').replace("{{I}}", "0")),
-     apply(event("containers", '"Failed-ErrImagePull"', '"Failed"', '"Warning"', '"Error: ErrImagePull"').replace("{{I}}", "0")),
+    [apply(event(BIND_C0, '"Failed-pull"', '"Failed"', '"Warning"',
+                 f'printf "Failed to pull image %q: %s" $c.image ({PULL_ERR})')),
+     apply(event(BIND_C0, '"Failed-ErrImagePull"', '"Failed"', '"Warning"', '"Error: ErrImagePull"')),
+     # The kubelet goes on with the other containers.
+     pull_begins(next_after(BIND_C0, init_to_app=False),
+                 noop=('"Failed-ErrImagePull"', '"Failed"', '"Warning"', '"Error: ErrImagePull"')),
      patch_status("""{{ $x := index .status.containerStatuses 0 }}{{ $c := index .spec.containers 0 }}
 containerStatuses:
 - name: {{ $x.name | Quote }}
@@ -374,8 +450,8 @@ containerStatuses:
 stages.append(stage("podtrace-pod-pull-backoff", sel(
     ex(f"{C0}.state.waiting.reason", "In", "ErrImagePull")),
     delay(1000, "pull-backoff"),
-    [apply(event("containers", '"BackOff-pull"', '"BackOff"', '"Normal"', 'printf "Back-off pulling image %q" $c.image').replace("{{I}}", "0")),
-     apply(event("containers", '"Failed-ImagePullBackOff"', '"Failed"', '"Warning"', '"Error: ImagePullBackOff"').replace("{{I}}", "0")),
+    [apply(event(BIND_C0, '"BackOff-pull"', '"BackOff"', '"Normal"', 'printf "Back-off pulling image %q" $c.image')),
+     apply(event(BIND_C0, '"Failed-ImagePullBackOff"', '"Failed"', '"Warning"', '"Error: ImagePullBackOff"')),
      patch_status("""{{ $x := index .status.containerStatuses 0 }}{{ $c := index .spec.containers 0 }}
 containerStatuses:
 - name: {{ $x.name | Quote }}
@@ -392,13 +468,12 @@ containerStatuses:
 # 10. Deletion: the pod object goes away without waiting for the grace period. No Killing
 # events: an event cannot be created in a terminating namespace, and a failed step makes
 # KWOK retry the whole stage forever, which would leave the namespace stuck.
-kill = []
 stages.append({"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "Stage", "metadata": {"name": "podtrace-pod-delete"},
                "spec": {"resourceRef": {"apiGroup": "v1", "kind": "Pod"},
                         "selector": {"matchExpressions": [ex(".metadata.deletionTimestamp", "Exists"),
                                                           ex(".metadata.finalizers", "DoesNotExist")]},
                         "delay": delay(200, "delete-duration"),
-                        "steps": kill + [{"delete": True}]}})
+                        "steps": [{"delete": True}]}})
 
 out = sys.stdout
 out.write("# GENERATED by tests/env/stages/gen.py; edit that file, not this one.\n")
