@@ -9,7 +9,7 @@ KUBECTL ?= kubectl
 # (config/crd/ needs its own because kustomize refuses files outside its root).
 # Written to a temporary file first so a failed build does not truncate the CRD.
 crds:
-	cargo run -q -- crd > crds/tracesessions.podtrace.dev.yaml.tmp
+	cargo run -q -- crd > crds/tracesessions.podtrace.dev.yaml.tmp || { rm -f crds/tracesessions.podtrace.dev.yaml.tmp; exit 1; }
 	mv crds/tracesessions.podtrace.dev.yaml.tmp crds/tracesessions.podtrace.dev.yaml
 	cp crds/tracesessions.podtrace.dev.yaml config/crd/tracesessions.podtrace.dev.yaml
 

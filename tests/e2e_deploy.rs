@@ -668,3 +668,21 @@ async fn api_server_refuses_invalid_trace_sessions_with_readable_messages() {
         wrong.join("\n  ")
     );
 }
+
+#[tokio::test]
+async fn samples_are_accepted_by_the_api_server() {
+    let client = admin_client().await;
+    ensure_crd(&client).await;
+    let dry = PostParams { dry_run: true, ..Default::default() };
+    for mut obj in render("config/samples") {
+        // What `kubectl apply -n default -k config/samples` does; dry-run leaves nothing behind.
+        obj["metadata"]["namespace"] = json!("default");
+        let (api, _) = api_for(&client, &obj).await;
+        let what = format!("{} {}", obj["kind"], obj["metadata"]["name"]);
+        let obj: DynamicObject = serde_json::from_value(obj).unwrap();
+        poll(&format!("the API server to accept sample {what}"), Duration::from_secs(30), || async {
+            api.create(&dry, &obj).await.map(|_| Some(())).map_err(|e| e.to_string())
+        })
+        .await;
+    }
+}

@@ -289,3 +289,38 @@ async fn span_sent_over_otlp_http_can_be_read_back_by_id_and_search() {
     assert_eq!(found, vec![trace_id.clone()]);
     assert!(traces.get_trace(&random_hex(16)).await.is_none(), "unknown trace IDs are absent");
 }
+
+/// Stops and restarts the trace backend through the harness. Ignored by default because it
+/// takes the backend away from any other e2e test running at the same time:
+/// `cargo test --features e2e --test e2e_smoke -- --ignored backend_`.
+#[tokio::test]
+#[ignore]
+async fn backend_can_be_stopped_and_restarted() {
+    let env = TestEnv::from_env();
+    let traces = env.traces();
+    let http = reqwest::Client::new();
+    env.backend_stop().await;
+    assert!(
+        http.get(format!("{}/api/services", env.trace_query)).send().await.is_err(),
+        "query API still answering after backend_stop"
+    );
+    assert!(
+        http.post(format!("{}/v1/traces", env.otlp_http)).json(&json!({"resourceSpans": []})).send().await.is_err(),
+        "OTLP receiver still accepting after backend_stop"
+    );
+    env.backend_start().await;
+    // In-memory storage: whatever was stored before the stop is gone, but the API is back.
+    let services = wait_for(Duration::from_secs(20), "query API after backend_start", || {
+        let traces = traces.clone();
+        async move { Some(traces.services().await) }
+    })
+    .await;
+    assert!(services.iter().all(|s| !s.is_empty()));
+    let resp = http
+        .post(format!("{}/v1/traces", env.otlp_http))
+        .json(&json!({"resourceSpans": []}))
+        .send()
+        .await
+        .expect("OTLP receiver back after backend_start");
+    assert!(resp.status().is_success());
+}

@@ -13,9 +13,10 @@
 //! status therefore carries an `exportWatermark`: a time `before` such that every trace of the
 //! session finishing at or before it was handed off (exported, dropped or given up on), plus
 //! the UIDs of handed-off pods finishing after it. `before` never passes a trace still queued
-//! for export, nor "now − grace − margin" (a trace the engine has not emitted yet finishes
-//! later than that, since the engine emits grace after the end is observed), and it only moves
-//! once the initial lists are in. After a restart a pod is skipped when its Ready time (or its
+//! for export, nor the creation time of any pod still in flight in the engine (its trace can
+//! end no earlier; after a restart such pods may have become Ready long ago), nor
+//! "now − grace − margin" (covering pods not seen yet because of watch latency), and it only
+//! moves once the initial lists are in. After a restart a pod is skipped when its Ready time (or its
 //! trace's finish) is covered by every matching session's watermark, so only traces that never
 //! left, or whose hand-off had not been recorded yet, are sent.
 //!

@@ -51,6 +51,10 @@ pub struct Pipeline {
 
 struct Followed {
     sessions: Vec<SessionKey>,
+    /// No trace of this pod can finish before its creation: a lower bound for the watermark
+    /// while the pod is in flight, however old its end turns out to be (after a restart the
+    /// engine rebuilds pods that became Ready while no controller ran).
+    created: Timestamp,
 }
 
 struct Outstanding {
@@ -131,6 +135,10 @@ impl Pipeline {
                     if last_prune.elapsed() > Duration::from_secs(60) {
                         last_prune = tokio::time::Instant::now();
                         st.done.retain(|_, at| at.elapsed() < DONE_TTL);
+                        // The engine finishes every startup by its timeout; an entry older than
+                        // that was suppressed by it and would otherwise pin the watermark.
+                        let stale = now - self.engine.timeout - SignedDuration::from_secs(300);
+                        st.followed.retain(|_, f| f.created > stale);
                     }
                 }
             }
@@ -192,7 +200,8 @@ impl Pipeline {
                             }
                         }
                     }
-                    st.followed.insert(uid, Followed { sessions });
+                    let created = p.created.unwrap_or_else(Timestamp::now);
+                    st.followed.insert(uid, Followed { sessions, created });
                     let obs = Observation { action: Action::Added, ..obs };
                     self.feed(st, obs);
                 }
@@ -318,7 +327,10 @@ impl Pipeline {
             // arbitrarily far back: the watermark must not move.
             return;
         }
-        let frontier = now - self.engine.grace - WATERMARK_MARGIN;
+        let mut frontier = now - self.engine.grace - WATERMARK_MARGIN;
+        if let Some(oldest) = st.followed.values().map(|f| f.created).min() {
+            frontier = frontier.min(oldest - SignedDuration::from_nanos(1));
+        }
         let mut reg = lock(&self.registry);
         for s in reg.sessions.values_mut() {
             // A moved watermark alone is not worth a status write: the persisted one is still

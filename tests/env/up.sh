@@ -93,6 +93,19 @@ KC
   chmod 600 "$file"
 }
 
+# A readiness probe would happily talk to another process already on a port (e.g. a
+# second environment with the same ports), so refuse to start on a busy port.
+check_ports_free() {
+  local spec name port busy=()
+  for spec in etcd:$ETCD_CLIENT_PORT etcd-peer:$ETCD_PEER_PORT kube-apiserver:$APISERVER_PORT \
+    kube-controller-manager:$KCM_PORT kube-scheduler:$SCHEDULER_PORT kwok:$KWOK_PORT \
+    otlp-grpc:$OTLP_GRPC_PORT otlp-http:$OTLP_HTTP_PORT query-http:$QUERY_HTTP_PORT query-grpc:$QUERY_GRPC_PORT; do
+    name=${spec%%:*} port=${spec##*:}
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then busy+=("$port ($name)"); fi
+  done
+  ((${#busy[@]} == 0)) || die "ports already in use on 127.0.0.1: ${busy[*]}; is another environment up? (see the PODTRACE_TESTENV_*_PORT variables)"
+}
+
 start_etcd() {
   rm -rf "$STATE/etcd"
   start_proc etcd "$BIN_ETCD/etcd" --name testenv --data-dir "$STATE/etcd" \
@@ -234,6 +247,7 @@ main() {
   "$ENV_SRC/build.sh" etcd kubernetes kwok >&2 || die "building components failed"
   backend_build >&2 || die "building the $TRACE_BACKEND backend failed"
 
+  check_ports_free
   local start=$SECONDS
   trap 'rc=$?; if ((rc != 0)); then log "startup failed; stopping what was started"; "$ENV_SRC/down.sh" >&2 || true; fi' EXIT
   gen_pki
