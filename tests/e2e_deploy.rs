@@ -680,9 +680,11 @@ async fn samples_are_accepted_by_the_api_server() {
         let (api, _) = api_for(&client, &obj).await;
         let what = format!("{} {}", obj["kind"], obj["metadata"]["name"]);
         let obj: DynamicObject = serde_json::from_value(obj).unwrap();
-        poll(&format!("the API server to accept sample {what}"), Duration::from_secs(30), || async {
-            api.create(&dry, &obj).await.map(|_| Some(())).map_err(|e| e.to_string())
-        })
+        poll(
+            &format!("the API server to accept sample {what}"),
+            Duration::from_secs(30),
+            || async { api.create(&dry, &obj).await.map(|_| Some(())).map_err(|e| e.to_string()) },
+        )
         .await;
     }
 }

@@ -318,6 +318,8 @@ struct Shared {
     done: Notify,
     /// Signalled whenever the worker settled a batch (the queue may have room again).
     room: Notify,
+    /// The latest failed attempt's description (no header values).
+    last_error: Mutex<Option<String>>,
     closing: AtomicBool,
     abort: AtomicBool,
     finished: AtomicBool,
@@ -385,6 +387,7 @@ impl Exporter {
             wake: Notify::new(),
             done: Notify::new(),
             room: Notify::new(),
+            last_error: Mutex::new(None),
             closing: AtomicBool::new(false),
             abort: AtomicBool::new(false),
             finished: AtomicBool::new(false),
@@ -456,6 +459,11 @@ impl Exporter {
             }
             notified.await;
         }
+    }
+
+    /// The description of the latest failed export attempt, if any (never header values).
+    pub fn last_error(&self) -> Option<String> {
+        self.shared.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Outcomes of traces from now on.
@@ -578,6 +586,7 @@ impl Worker {
                         break Err(None);
                     }
                     s.errors.fetch_add(1, Ordering::Relaxed);
+                    *s.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.message.clone());
                     if !e.retryable || attempt >= self.config.max_retries {
                         break Err(Some(e.message));
                     }
@@ -927,6 +936,7 @@ mod tests {
         let o = rx.recv().await.unwrap();
         assert_eq!(o.tag, 7);
         assert!(matches!(o.result, ExportResult::Failed(ref m) if m.contains("400")));
+        assert_eq!(exp.last_error().as_deref(), Some("HTTP 400 Bad Request"));
         assert_eq!(exp.stats().retries, 0, "permanent errors are not retried");
 
         fake.permanent.store(false, Ordering::Release);

@@ -159,6 +159,16 @@ fn bar(style: &Style, root: &Span, span: &Span) -> String {
     s
 }
 
+/// At most `max` characters, with an ellipsis when cut.
+fn shorten(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
 /// Colour of a span by who did the work; errors are red whoever did it.
 fn span_color(span: &Span) -> &'static str {
     if matches!(span.status, Status::Error(_)) {
@@ -218,7 +228,7 @@ pub fn render(trace: &Trace, style: &Style) -> String {
             style.paint(span_color(span), &bar(style, root, span)),
         );
         if let Status::Error(msg) = &span.status {
-            let _ = write!(out, " {}", style.paint("31", &format!("✗ {msg}")));
+            let _ = write!(out, " {}", style.paint("31", &format!("✗ {}", shorten(msg, 80))));
         }
         out.push('\n');
         let indent = "  ".repeat(depth + 2);
@@ -232,9 +242,7 @@ pub fn render(trace: &Trace, style: &Style) -> String {
                 .unwrap_or_default();
             let mut line = format!("{indent}· {} at +{at}", e.name);
             if !detail.is_empty() {
-                let short: String = detail.chars().take(90).collect();
-                let ellipsis = if detail.chars().count() > 90 { "…" } else { "" };
-                let _ = write!(line, ": {short}{ellipsis}");
+                let _ = write!(line, ": {}", shorten(&detail, 90));
             }
             let _ = writeln!(out, "{}", style.paint("2", &line));
         }

@@ -230,13 +230,16 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
     eprintln!("{stats}");
     if let Some((exporter, rt)) = sink.exporter.take() {
         let deadline = Duration::try_from(args.export_deadline).unwrap_or(Duration::from_secs(30));
+        let handle = exporter.clone();
         let s = rt.block_on(exporter.shutdown(deadline));
+        let last_error = handle.last_error();
         eprintln!(
             "exported {} traces ({} spans); {} dropped, {} failed, {} retries",
             s.exported_traces, s.exported_spans, s.dropped_traces, s.failed_traces, s.retries
         );
         if s.dropped_traces + s.failed_traces > 0 {
-            anyhow::bail!("{} traces were not exported", s.dropped_traces + s.failed_traces);
+            let why = last_error.map(|e| format!(" (last error: {e})")).unwrap_or_default();
+            anyhow::bail!("{} traces were not exported{why}", s.dropped_traces + s.failed_traces);
         }
     }
     Ok(())
