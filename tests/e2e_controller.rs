@@ -697,6 +697,7 @@ async fn backend_outage_is_bridged_within_the_queue_bound() {
             arrived += 1;
         }
     }
+    println!("outage beyond the bound: {arrived} of 12 arrived, {dropped} counted dropped (capacity {CAPACITY})");
     assert_eq!(arrived + dropped, 12, "every trace either arrived or was counted dropped");
     // The queue holds CAPACITY traces, plus the batch the exporter was retrying.
     assert!(

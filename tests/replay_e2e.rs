@@ -151,5 +151,5 @@ fn replay_fails_when_the_receiver_is_unreachable() {
         .expect("run podtrace replay");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
-    assert!(stderr.contains("not exported"), "{stderr}");
+    assert!(stderr.contains("not exported") && stderr.contains("last error: HTTP request failed"), "{stderr}");
 }

@@ -341,3 +341,179 @@ impl Pipeline {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::Mutex;
+
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+
+    use super::*;
+    use crate::controller::sessions::{Registry, SessionState, ValidSpec, Watermark};
+    use crate::export::exporter::{ExportConfig, SendError, Transport};
+    use crate::latency::Latencies;
+    use crate::observe::{PodCondition, PodFacts};
+    use crate::session::SessionPhase;
+
+    /// Records the trace IDs of every span it receives.
+    #[derive(Default, Clone)]
+    struct Sink(Arc<Mutex<Vec<String>>>);
+
+    impl Transport for Sink {
+        fn send(
+            &self,
+            req: ExportTraceServiceRequest,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), SendError>> + Send + '_>>
+        {
+            let ids: Vec<String> = req
+                .resource_spans
+                .iter()
+                .flat_map(|r| r.scope_spans.iter())
+                .flat_map(|s| s.spans.iter())
+                .map(|s| s.trace_id.iter().map(|b| format!("{b:02x}")).collect())
+                .collect();
+            self.0.lock().unwrap_or_else(|e| e.into_inner()).extend(ids);
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    fn session(started: Timestamp, watermark: Watermark) -> SessionState {
+        SessionState {
+            uid: "s-uid".into(),
+            generation: Some(1),
+            phase: SessionPhase::Active,
+            invalid: None,
+            spec: Some(ValidSpec {
+                selector: crate::controller::sessions::Selector::compile(
+                    &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
+                        match_labels: Some([("app".to_string(), "x".to_string())].into()),
+                        match_expressions: None,
+                    },
+                )
+                .expect("selector"),
+                duration: None,
+                max_traces: None,
+                attributes: Arc::new(vec![("team".into(), "t".into())]),
+            }),
+            started_at: Some(started),
+            completed_at: None,
+            pods_matched: 0,
+            traces_completed: 0,
+            traces_exported: 0,
+            traces_dropped: 0,
+            last_trace_id: None,
+            latencies: Latencies::default(),
+            watermark,
+            dirty: false,
+            urgent: false,
+            last_write: None,
+        }
+    }
+
+    fn ready_pod(ns: &str, name: &str, app: &str, created: Timestamp) -> Observation {
+        let ready = created + SignedDuration::from_secs(2);
+        let cond = |kind: &str, at: Timestamp| PodCondition {
+            kind: kind.into(),
+            status: true,
+            last_transition: Some(at),
+            reason: None,
+            message: None,
+        };
+        Observation {
+            action: Action::Modified,
+            object: Object::Pod(Box::new(PodFacts {
+                uid: format!("uid-{ns}-{name}"),
+                namespace: ns.into(),
+                name: name.into(),
+                labels: BTreeMap::from([("app".to_string(), app.to_string())]),
+                created: Some(created),
+                node_name: Some("n1".into()),
+                phase: Some("Running".into()),
+                conditions: vec![cond("PodScheduled", created), cond("Ready", ready)],
+                ..PodFacts::default()
+            })),
+            observed_at: Some(Timestamp::now()),
+        }
+    }
+
+    /// Runs a pipeline over `inputs` until every trace it submits has an outcome; returns the
+    /// exported trace IDs.
+    async fn run_once(registry: SharedRegistry, inputs: Vec<Observation>) -> BTreeSet<String> {
+        let sink = Sink::default();
+        let config = ExportConfig { queue_capacity: 100, ..ExportConfig::default() };
+        let (exporter, task) = crate::export::exporter::Exporter::start_with(
+            config,
+            Box::new(sink.clone()),
+            &tokio::runtime::Handle::current(),
+        );
+        let (tx, rx) = mpsc::channel(64);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (synced_tx, _synced_rx) = watch::channel(false);
+        let pipeline = Pipeline {
+            engine: EngineConfig { grace: SignedDuration::ZERO, ..EngineConfig::default() },
+            registry: registry.clone(),
+            exporter: exporter.clone(),
+            metrics: Arc::new(Metrics::new()),
+            synced: synced_tx,
+            status_wake: Arc::new(tokio::sync::Notify::new()),
+        };
+        let outcomes = exporter.subscribe();
+        let run = tokio::spawn(pipeline.run(rx, outcomes, stop_rx, Duration::from_secs(5)));
+        for kind in ["Pod", "Event", "Node"] {
+            tx.send(Input::Synced(kind)).await.expect("send");
+        }
+        let n = inputs.len();
+        for obs in inputs {
+            tx.send(Input::Observation(obs)).await.expect("send");
+        }
+        // Ticks move the engine past the (zero) grace; give it a few.
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+        let _ = stop_tx.send(true);
+        exporter.shutdown(Duration::from_secs(5)).await;
+        run.await.expect("pipeline task");
+        task.abort();
+        let ids = sink.0.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect();
+        assert!(n > 0);
+        ids
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn selects_by_session_and_skips_what_a_previous_run_handed_off() {
+        let now = Timestamp::now();
+        let started = now - SignedDuration::from_secs(30);
+        let key = SessionKey { namespace: "a".into(), name: "s".into() };
+        let registry: SharedRegistry = Arc::new(std::sync::Mutex::new(Registry::default()));
+        lock(&registry).sessions.insert(key.clone(), session(started, Watermark::default()));
+        let created = now - SignedDuration::from_secs(20);
+        let inputs = vec![
+            ready_pod("a", "in", "x", created),
+            ready_pod("a", "unselected", "y", created),
+            ready_pod("b", "other-namespace", "x", created),
+            // Created before the session started (beyond the slack): not followed.
+            ready_pod("a", "too-old", "x", started - SignedDuration::from_secs(10)),
+        ];
+        let exported = run_once(registry.clone(), inputs.clone()).await;
+        eprintln!("DBG {:?}", lock(&registry).sessions[&key].traces_completed);
+        let want = crate::ids::trace_id("uid-a-in").to_string();
+        assert_eq!(exported, BTreeSet::from([want.clone()]));
+        let status = {
+            let reg = lock(&registry);
+            let s = &reg.sessions[&key];
+            assert_eq!((s.pods_matched, s.traces_completed, s.traces_exported), (1, 1, 1));
+            assert_eq!(s.last_trace_id.as_deref(), Some(want.as_str()));
+            assert!(s.watermark.covers("uid-a-in", created + SignedDuration::from_secs(2)));
+            crate::controller::status::render(s, None, Timestamp::now())
+        };
+
+        // A restarted controller, restored from the status the first one wrote, sees the same
+        // pods again (its initial list) and sends nothing twice.
+        let restored = Watermark::from_status(status.export_watermark.as_ref());
+        let registry2: SharedRegistry = Arc::new(std::sync::Mutex::new(Registry::default()));
+        lock(&registry2).sessions.insert(key.clone(), session(started, restored));
+        let mut again = inputs;
+        again.push(ready_pod("a", "new", "x", created));
+        let exported2 = run_once(registry2.clone(), again).await;
+        assert_eq!(exported2, BTreeSet::from([crate::ids::trace_id("uid-a-new").to_string()]));
+    }
+}

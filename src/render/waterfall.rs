@@ -326,6 +326,15 @@ default/web-1  Failed (ErrImagePull)  4.000s  trace abababababababababababababab
     }
 
     #[test]
+    fn long_messages_are_shortened() {
+        let mut t = fixed();
+        t.spans[2].status = Status::Error("x".repeat(200));
+        let out = render(&t, &Style::default());
+        let line = out.lines().find(|l| l.contains('✗')).unwrap();
+        assert!(line.ends_with(&format!("✗ {}…", "x".repeat(79))), "{line}");
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(human_duration(SignedDuration::from_millis(1234)), "1.234s");
         assert_eq!(human_duration(SignedDuration::from_millis(850)), "850ms");
