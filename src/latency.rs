@@ -229,7 +229,7 @@ pub fn go_duration(d: SignedDuration) -> String {
     let total_secs = n / 1_000_000_000;
     let sub = n % 1_000_000_000;
     let (h, m, s) = (total_secs / 3600, (total_secs / 60) % 60, total_secs % 60);
-    let secs = frac(s as u128 * 1_000_000_000 + sub, 1_000_000_000);
+    let secs = frac(s * 1_000_000_000 + sub, 1_000_000_000);
     if h > 0 {
         format!("{sign}{h}h{m}m{secs}s")
     } else if m > 0 {

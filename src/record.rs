@@ -62,11 +62,14 @@ struct Line<'a, K: Serialize> {
 
 /// Opens the output, gzip-compressed when the name ends in `.gz`.
 fn open_output(path: &Path) -> anyhow::Result<Box<dyn Write + Send>> {
-    let file = std::fs::File::create(path)
-        .with_context(|| format!("creating {}", path.display()))?;
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let buffered = std::io::BufWriter::new(file);
     if path.extension().is_some_and(|e| e == "gz") {
-        Ok(Box::new(flate2::write::GzEncoder::new(buffered, flate2::Compression::default())))
+        Ok(Box::new(flate2::write::GzEncoder::new(
+            buffered,
+            flate2::Compression::default(),
+        )))
     } else {
         Ok(Box::new(buffered))
     }
@@ -95,7 +98,11 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<()> {
     });
 
     let streams = futures::future::join4(
-        record_stream::<Pod>(Api::all(client.clone()), watcher::Config::default(), tx.clone()),
+        record_stream::<Pod>(
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            tx.clone(),
+        ),
         record_stream::<CoreEvent>(
             Api::all(client.clone()),
             watcher::Config::default().fields("involvedObject.kind=Pod"),
@@ -188,7 +195,11 @@ where
             }
         };
         obj.meta_mut().managed_fields = None;
-        let line = Line { kind: verb, observed_at: observed_now(), object: &obj };
+        let line = Line {
+            kind: verb,
+            observed_at: observed_now(),
+            object: &obj,
+        };
         match serde_json::to_string(&line) {
             Ok(s) => {
                 if tx.send(s).is_err() {
@@ -217,7 +228,10 @@ mod tests {
         let s = observed_now();
         let ts: jiff::Timestamp = s.parse().expect("RFC 3339");
         assert_eq!(ts.subsec_nanosecond() % 1_000_000, 0, "{s}");
-        assert!(s.ends_with('Z') && s.len() == "2026-01-01T00:00:00.000Z".len(), "{s}");
+        assert!(
+            s.ends_with('Z') && s.len() == "2026-01-01T00:00:00.000Z".len(),
+            "{s}"
+        );
     }
 
     #[test]
@@ -230,7 +244,8 @@ mod tests {
         drop(w);
         let f = std::fs::File::open(&path).expect("reopen");
         let mut s = String::new();
-        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(f), &mut s).expect("gunzip");
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(f), &mut s)
+            .expect("gunzip");
         assert_eq!(s, "{\"a\":1}\n");
     }
 
@@ -238,8 +253,12 @@ mod tests {
     fn line_has_type_observed_at_and_typed_object() {
         let mut pod = Pod::default();
         pod.metadata.name = Some("p".into());
-        let s = serde_json::to_string(&Line { kind: "ADDED", observed_at: observed_now(), object: &pod })
-            .expect("json");
+        let s = serde_json::to_string(&Line {
+            kind: "ADDED",
+            observed_at: observed_now(),
+            object: &pod,
+        })
+        .expect("json");
         let v: serde_json::Value = serde_json::from_str(&s).expect("parse");
         assert_eq!(v["type"], "ADDED");
         assert_eq!(v["object"]["kind"], "Pod");

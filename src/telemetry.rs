@@ -26,7 +26,9 @@ pub enum LogFormat {
 /// Calling it twice is harmless (the second call keeps the first subscriber).
 pub fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     // An already-installed subscriber (tests, a second call) is not an error worth failing on.
     let _ = match format {
         LogFormat::Text => builder.try_init(),
@@ -112,7 +114,11 @@ impl Metrics {
             phase_duration.clone(),
         );
         let watch_events = Family::<WatchLabels, Counter>::default();
-        registry.register("podtrace_watch_events", "Watch events received", watch_events.clone());
+        registry.register(
+            "podtrace_watch_events",
+            "Watch events received",
+            watch_events.clone(),
+        );
         let traces_completed = Counter::default();
         registry.register(
             "podtrace_traces_completed",
@@ -132,7 +138,11 @@ impl Metrics {
             traces_dropped.clone(),
         );
         let export_errors = Counter::default();
-        registry.register("podtrace_export_errors", "Failed export attempts", export_errors.clone());
+        registry.register(
+            "podtrace_export_errors",
+            "Failed export attempts",
+            export_errors.clone(),
+        );
         let pods_in_flight = Gauge::default();
         registry.register(
             "podtrace_pods_in_flight",
@@ -175,7 +185,10 @@ impl Metrics {
     /// Counts one watch event.
     pub fn watch_event(&self, kind: &str, kind_of_event: &str) {
         self.watch_events
-            .get_or_create(&WatchLabels { kind: kind.to_string(), r#type: kind_of_event.to_string() })
+            .get_or_create(&WatchLabels {
+                kind: kind.to_string(),
+                r#type: kind_of_event.to_string(),
+            })
             .inc();
     }
 
@@ -184,7 +197,9 @@ impl Metrics {
     pub fn observe_trace(&self, trace: &crate::trace::Trace) {
         for (phase, d) in &trace.phases {
             self.phase_duration
-                .get_or_create(&PhaseLabel { phase: (*phase).to_string() })
+                .get_or_create(&PhaseLabel {
+                    phase: (*phase).to_string(),
+                })
                 .observe(d.as_secs_f64().max(0.0));
         }
     }
@@ -207,7 +222,11 @@ mod tests {
     #[test]
     fn exposition_has_kubelet_buckets_and_counters() {
         let m = Metrics::new();
-        m.phase_duration.get_or_create(&PhaseLabel { phase: "schedule".into() }).observe(0.7);
+        m.phase_duration
+            .get_or_create(&PhaseLabel {
+                phase: "schedule".into(),
+            })
+            .observe(0.7);
         m.traces_dropped.inc_by(3);
         m.watch_event("Pod", "added");
         let text = m.encode();

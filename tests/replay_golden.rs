@@ -80,7 +80,7 @@ fn json_diff(path: &str, a: &Value, b: &Value, out: &mut Vec<String>, limit: usi
         _ => {
             let short = |v: &Value| {
                 let s = v.to_string();
-                if s.len() > 120 { format!("{}…", &s[..s.floor_char_boundary(120)]) } else { s }
+                if s.chars().count() > 120 { format!("{}…", s.chars().take(120).collect::<String>()) } else { s }
             };
             out.push(format!("{path}: golden {} != output {}", short(a), short(b)));
         }

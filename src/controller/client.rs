@@ -12,7 +12,10 @@ pub async fn make_client(
     kubeconfig: Option<&Path>,
     context: Option<&str>,
 ) -> anyhow::Result<kube::Client> {
-    let options = KubeConfigOptions { context: context.map(str::to_string), ..Default::default() };
+    let options = KubeConfigOptions {
+        context: context.map(str::to_string),
+        ..Default::default()
+    };
     let config = match kubeconfig {
         Some(path) => {
             let kc = Kubeconfig::read_from(path)
@@ -24,7 +27,9 @@ pub async fn make_client(
         None if context.is_some() => kube::Config::from_kubeconfig(&options)
             .await
             .context("loading the default kubeconfig")?,
-        None => kube::Config::infer().await.context("inferring Kubernetes client configuration")?,
+        None => kube::Config::infer()
+            .await
+            .context("inferring Kubernetes client configuration")?,
     };
     kube::Client::try_from(config).context("building the Kubernetes client")
 }

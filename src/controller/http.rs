@@ -26,11 +26,17 @@ pub struct Health {
 fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
-    r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
     r
 }
 
-async fn handle(health: Arc<Health>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(
+    health: Arc<Health>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let text = "text/plain; charset=utf-8";
     Ok(match (req.method(), req.uri().path()) {
         (&hyper::Method::GET, "/metrics") => respond(
@@ -43,7 +49,11 @@ async fn handle(health: Arc<Health>, req: Request<Incoming>) -> Result<Response<
             if health.ready.load(Ordering::Acquire) {
                 respond(StatusCode::OK, text, "ok\n".into())
             } else {
-                respond(StatusCode::SERVICE_UNAVAILABLE, text, "watches not synced\n".into())
+                respond(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    text,
+                    "watches not synced\n".into(),
+                )
             }
         }
         _ => respond(StatusCode::NOT_FOUND, text, "not found\n".into()),
@@ -56,7 +66,9 @@ pub async fn serve(
     health: Arc<Health>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
     tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
     Ok(tokio::spawn(async move {
         loop {

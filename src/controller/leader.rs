@@ -56,7 +56,7 @@ pub struct Elector {
     namespace: String,
     name: String,
     identity: String,
-    /// (holder, renewTime, resourceVersion) last seen, and when we saw it change.
+    /// (holder, renewTime) last seen, and when we first saw that pair.
     observed: Option<(Option<String>, Option<Timestamp>, tokio::time::Instant)>,
 }
 
@@ -78,7 +78,11 @@ impl Elector {
     }
 
     fn api_err(&self, source: kube::Error) -> LeaderError {
-        LeaderError::Api { namespace: self.namespace.clone(), name: self.name.clone(), source }
+        LeaderError::Api {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            source,
+        }
     }
 
     fn spec(&self, previous: Option<&LeaseSpec>, now: Timestamp) -> LeaseSpec {
@@ -93,14 +97,22 @@ impl Elector {
                 Some(MicroTime(now))
             },
             renew_time: Some(MicroTime(now)),
-            lease_transitions: Some(if ours || previous.is_none() { transitions } else { transitions + 1 }),
+            lease_transitions: Some(if ours || previous.is_none() {
+                transitions
+            } else {
+                transitions + 1
+            }),
             ..LeaseSpec::default()
         }
     }
 
     async fn try_acquire_or_renew(&mut self) -> Result<Attempt, LeaderError> {
         let now = Timestamp::now();
-        let current = self.api.get_opt(&self.name).await.map_err(|e| self.api_err(e))?;
+        let current = self
+            .api
+            .get_opt(&self.name)
+            .await
+            .map_err(|e| self.api_err(e))?;
         let Some(mut lease) = current else {
             let lease = Lease {
                 metadata: ObjectMeta {
@@ -112,7 +124,9 @@ impl Elector {
             };
             return match self.api.create(&PostParams::default(), &lease).await {
                 Ok(_) => Ok(Attempt::Acquired),
-                Err(kube::Error::Api(e)) if e.code == 409 => Ok(Attempt::HeldByOther("unknown".into())),
+                Err(kube::Error::Api(e)) if e.code == 409 => {
+                    Ok(Attempt::HeldByOther("unknown".into()))
+                }
                 Err(e) => Err(self.api_err(e)),
             };
         };
@@ -142,9 +156,15 @@ impl Elector {
             return Ok(Attempt::HeldByOther(holder.unwrap_or_default()));
         }
         lease.spec = Some(self.spec(Some(&spec), now));
-        match self.api.replace(&self.name, &PostParams::default(), &lease).await {
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(_) => Ok(Attempt::Acquired),
-            Err(kube::Error::Api(e)) if e.code == 409 => Ok(Attempt::HeldByOther(holder.unwrap_or_default())),
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                Ok(Attempt::HeldByOther(holder.unwrap_or_default()))
+            }
             Err(e) => Err(self.api_err(e)),
         }
     }
@@ -198,15 +218,23 @@ impl Elector {
 
     /// Gives the lease up on a clean shutdown so a standby takes over at once.
     pub async fn release(&self) {
-        let Ok(Some(mut lease)) = self.api.get_opt(&self.name).await else { return };
-        let Some(spec) = lease.spec.as_mut() else { return };
+        let Ok(Some(mut lease)) = self.api.get_opt(&self.name).await else {
+            return;
+        };
+        let Some(spec) = lease.spec.as_mut() else {
+            return;
+        };
         if spec.holder_identity.as_deref() != Some(&self.identity) {
             return;
         }
         spec.holder_identity = None;
         spec.renew_time = None;
         spec.acquire_time = None;
-        if let Err(e) = self.api.replace(&self.name, &PostParams::default(), &lease).await {
+        if let Err(e) = self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
             tracing::warn!(error = %e, "releasing the lease failed; it will expire");
         }
     }

@@ -112,24 +112,30 @@ pub struct RunArgs {
 }
 
 fn identity(args: &RunArgs) -> String {
-    args.identity.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| {
-        std::env::var("HOSTNAME")
-            .ok()
-            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| format!("podtrace-{}", std::process::id()))
-    })
+    args.identity
+        .clone()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| {
+            std::env::var("HOSTNAME")
+                .ok()
+                .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| format!("podtrace-{}", std::process::id()))
+        })
 }
 
 fn lease_namespace(args: &RunArgs) -> String {
-    args.lease_namespace.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| {
-        std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-            .ok()
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "default".to_string())
-    })
+    args.lease_namespace
+        .clone()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| {
+            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "default".to_string())
+        })
 }
 
 fn export_config(args: &RunArgs) -> anyhow::Result<ExportConfig> {
@@ -149,7 +155,10 @@ fn export_config(args: &RunArgs) -> anyhow::Result<ExportConfig> {
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     crate::telemetry::init_logging(args.log_format);
     let metrics = Arc::new(Metrics::new());
-    let health = Arc::new(http::Health { metrics: metrics.clone(), ready: false.into() });
+    let health = Arc::new(http::Health {
+        metrics: metrics.clone(),
+        ready: false.into(),
+    });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let http_task = http::serve(args.metrics_addr, health.clone(), stop_rx.clone()).await?;
     let client = client::make_client(args.kubeconfig.as_deref(), args.context.as_deref()).await?;
@@ -158,7 +167,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut shutdown = std::pin::pin!(crate::record::shutdown_signal());
     let mut elector = None;
     if args.leader_elect {
-        let mut e = leader::Elector::new(client.clone(), &lease_namespace(&args), &args.lease_name, &identity(&args));
+        let mut e = leader::Elector::new(
+            client.clone(),
+            &lease_namespace(&args),
+            &args.lease_name,
+            &identity(&args),
+        );
         // A standby replica is healthy and ready: it is doing what it should.
         health.ready.store(true, Ordering::Release);
         tokio::select! {
@@ -174,7 +188,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     metrics.leader.set(1);
 
-    let (exporter, exporter_task) = Exporter::start(export).context("starting the OTLP exporter")?;
+    let (exporter, exporter_task) =
+        Exporter::start(export).context("starting the OTLP exporter")?;
     let registry: sessions::SharedRegistry = Default::default();
     let status_wake = Arc::new(tokio::sync::Notify::new());
 
@@ -185,7 +200,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let controller = Controller::new(sessions_api, watcher::Config::default());
     let store = controller.store();
-    let ctx = Arc::new(sessions::Context { registry: registry.clone(), status_wake: status_wake.clone() });
+    let ctx = Arc::new(sessions::Context {
+        registry: registry.clone(),
+        status_wake: status_wake.clone(),
+    });
     let mut stop_for_controller = stop_rx.clone();
     let controller_task = tokio::spawn(
         controller
@@ -212,7 +230,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 Ok(r) => return r.is_ok(),
                 Err(_) if warned_at.elapsed() >= Duration::from_secs(30) => {
                     warned_at = tokio::time::Instant::now();
-                    tracing::warn!("still waiting for the TraceSession list (is the CRD installed?)");
+                    tracing::warn!(
+                        "still waiting for the TraceSession list (is the CRD installed?)"
+                    );
                 }
                 Err(_) => {}
             }
@@ -237,7 +257,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     };
     let _ = tokio::time::timeout(Duration::from_secs(5), wait_registered).await;
-    tracing::info!(sessions = store.state().len(), "sessions loaded; starting watches");
+    tracing::info!(
+        sessions = store.state().len(),
+        "sessions loaded; starting watches"
+    );
 
     let status_task = tokio::spawn(status::run_writer(
         client.clone(),
@@ -249,11 +272,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     ));
 
     let (input_tx, input_rx) = tokio::sync::mpsc::channel(4096);
-    let watches = watch::spawn_watches(client.clone(), namespace.as_deref(), input_tx, metrics.clone());
+    let watches = watch::spawn_watches(
+        client.clone(),
+        namespace.as_deref(),
+        input_tx,
+        metrics.clone(),
+    );
     let (synced_tx, mut synced_rx) = tokio::sync::watch::channel(false);
     let engine = crate::timeline::Config {
         grace: jiff::SignedDuration::try_from(args.grace).context("--grace")?,
-        timeout: jiff::SignedDuration::try_from(args.startup_timeout).context("--startup-timeout")?,
+        timeout: jiff::SignedDuration::try_from(args.startup_timeout)
+            .context("--startup-timeout")?,
         ..crate::timeline::Config::default()
     };
     let pipeline = pipeline::Pipeline {
@@ -294,7 +323,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let lost = async {
         match elector.as_mut() {
-            Some(e) => Some(e.hold().await),
+            Some(e) => e.hold().await,
             None => std::future::pending().await,
         }
     };
@@ -303,8 +332,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             tracing::info!("shutting down: flushing queued traces");
             Ok(())
         }
-        lost = lost => Err(anyhow::Error::new(lost.expect("only resolves with an elector")))
-            .context("stopping: leadership lost"),
+        lost = lost => Err(anyhow::Error::new(lost)).context("stopping: leadership lost"),
         r = &mut pipeline_task => Err(anyhow::anyhow!("the engine task ended unexpectedly: {r:?}")),
     };
     for w in &watches {
@@ -318,7 +346,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         return outcome;
     }
     let stats = exporter.shutdown(args.shutdown_timeout).await;
-    let _ = tokio::time::timeout(args.shutdown_timeout + Duration::from_secs(2), &mut pipeline_task).await;
+    let _ = tokio::time::timeout(
+        args.shutdown_timeout + Duration::from_secs(2),
+        &mut pipeline_task,
+    )
+    .await;
     error_sync.abort();
     let _ = status_task.await;
     status::flush(&client, &registry, &store, &metrics, true).await;

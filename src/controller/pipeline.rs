@@ -181,9 +181,15 @@ impl Pipeline {
                             reg.matching(&p.namespace, &p.labels, p.created, START_SLACK);
                         // Already handed off before a restart: a pod Ready before every
                         // matching session's watermark is not followed again.
-                        if let Some(ready) = p.condition("Ready").filter(|c| c.status).and_then(|c| c.last_transition) {
+                        if let Some(ready) = p
+                            .condition("Ready")
+                            .filter(|c| c.status)
+                            .and_then(|c| c.last_transition)
+                        {
                             matched.retain(|k| {
-                                reg.sessions.get(k).is_none_or(|s| !s.watermark.covers(&uid, ready))
+                                reg.sessions
+                                    .get(k)
+                                    .is_none_or(|s| !s.watermark.covers(&uid, ready))
                             });
                         }
                         matched
@@ -202,13 +208,22 @@ impl Pipeline {
                     }
                     let created = p.created.unwrap_or_else(Timestamp::now);
                     st.followed.insert(uid, Followed { sessions, created });
-                    let obs = Observation { action: Action::Added, ..obs };
+                    let obs = Observation {
+                        action: Action::Added,
+                        ..obs
+                    };
                     self.feed(st, obs);
                 }
             }
             Object::Event(e) => {
-                let known = e.object_uid.as_ref().is_some_and(|u| st.followed.contains_key(u));
-                let done = e.object_uid.as_ref().is_some_and(|u| st.done.contains_key(u));
+                let known = e
+                    .object_uid
+                    .as_ref()
+                    .is_some_and(|u| st.followed.contains_key(u));
+                let done = e
+                    .object_uid
+                    .as_ref()
+                    .is_some_and(|u| st.done.contains_key(u));
                 if done {
                     return;
                 }
@@ -232,16 +247,24 @@ impl Pipeline {
 
     fn on_trace(&self, st: &mut State, trace: Trace) {
         let uid = trace.pod.uid.clone();
-        let Some(followed) = st.followed.remove(&uid) else { return };
+        let Some(followed) = st.followed.remove(&uid) else {
+            return;
+        };
         st.done.insert(uid.clone(), tokio::time::Instant::now());
-        let finish = trace.spans.first().map(|s| s.end).unwrap_or_else(Timestamp::now);
+        let finish = trace
+            .spans
+            .first()
+            .map(|s| s.end)
+            .unwrap_or_else(Timestamp::now);
         let now = Timestamp::now();
         let mut attrs: Vec<(String, String)> = Vec::new();
         let mut counted: Vec<SessionKey> = Vec::new();
         {
             let mut reg = lock(&self.registry);
             for k in &followed.sessions {
-                let Some(s) = reg.sessions.get_mut(k) else { continue };
+                let Some(s) = reg.sessions.get_mut(k) else {
+                    continue;
+                };
                 if !s.accepting() || s.watermark.covers(&uid, finish) {
                     continue;
                 }
@@ -271,7 +294,13 @@ impl Pipeline {
                     s.watermark.pending.insert(tag, finish);
                 }
             }
-            st.outstanding.insert(tag, Outstanding { uid: uid.clone(), sessions: counted });
+            st.outstanding.insert(
+                tag,
+                Outstanding {
+                    uid: uid.clone(),
+                    sessions: counted,
+                },
+            );
             attrs.sort();
             self.metrics.traces_completed.inc();
             self.metrics.observe_trace(&trace);
@@ -289,7 +318,9 @@ impl Pipeline {
     }
 
     fn on_outcome(&self, st: &mut State, o: ExportOutcome) {
-        let Some(out) = st.outstanding.remove(&o.tag) else { return };
+        let Some(out) = st.outstanding.remove(&o.tag) else {
+            return;
+        };
         match &o.result {
             ExportResult::Exported => {
                 self.metrics.traces_exported.inc();
@@ -303,7 +334,9 @@ impl Pipeline {
         };
         let mut reg = lock(&self.registry);
         for k in &out.sessions {
-            let Some(s) = reg.sessions.get_mut(k) else { continue };
+            let Some(s) = reg.sessions.get_mut(k) else {
+                continue;
+            };
             match &o.result {
                 ExportResult::Exported => s.traces_exported += 1,
                 ExportResult::Dropped => s.traces_dropped += 1,
@@ -441,7 +474,10 @@ mod tests {
     /// exported trace IDs.
     async fn run_once(registry: SharedRegistry, inputs: Vec<Observation>) -> BTreeSet<String> {
         let sink = Sink::default();
-        let config = ExportConfig { queue_capacity: 100, ..ExportConfig::default() };
+        let config = ExportConfig {
+            queue_capacity: 100,
+            ..ExportConfig::default()
+        };
         let (exporter, task) = crate::export::exporter::Exporter::start_with(
             config,
             Box::new(sink.clone()),
@@ -451,7 +487,10 @@ mod tests {
         let (stop_tx, stop_rx) = watch::channel(false);
         let (synced_tx, _synced_rx) = watch::channel(false);
         let pipeline = Pipeline {
-            engine: EngineConfig { grace: SignedDuration::ZERO, ..EngineConfig::default() },
+            engine: EngineConfig {
+                grace: SignedDuration::ZERO,
+                ..EngineConfig::default()
+            },
             registry: registry.clone(),
             exporter: exporter.clone(),
             metrics: Arc::new(Metrics::new()),
@@ -473,7 +512,13 @@ mod tests {
         exporter.shutdown(Duration::from_secs(5)).await;
         run.await.expect("pipeline task");
         task.abort();
-        let ids = sink.0.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect();
+        let ids = sink
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect();
         assert!(n > 0);
         ids
     }
@@ -482,9 +527,14 @@ mod tests {
     async fn selects_by_session_and_skips_what_a_previous_run_handed_off() {
         let now = Timestamp::now();
         let started = now - SignedDuration::from_secs(30);
-        let key = SessionKey { namespace: "a".into(), name: "s".into() };
+        let key = SessionKey {
+            namespace: "a".into(),
+            name: "s".into(),
+        };
         let registry: SharedRegistry = Arc::new(std::sync::Mutex::new(Registry::default()));
-        lock(&registry).sessions.insert(key.clone(), session(started, Watermark::default()));
+        lock(&registry)
+            .sessions
+            .insert(key.clone(), session(started, Watermark::default()));
         let created = now - SignedDuration::from_secs(20);
         let inputs = vec![
             ready_pod("a", "in", "x", created),
@@ -494,15 +544,20 @@ mod tests {
             ready_pod("a", "too-old", "x", started - SignedDuration::from_secs(10)),
         ];
         let exported = run_once(registry.clone(), inputs.clone()).await;
-        eprintln!("DBG {:?}", lock(&registry).sessions[&key].traces_completed);
         let want = crate::ids::trace_id("uid-a-in").to_string();
         assert_eq!(exported, BTreeSet::from([want.clone()]));
         let status = {
             let reg = lock(&registry);
             let s = &reg.sessions[&key];
-            assert_eq!((s.pods_matched, s.traces_completed, s.traces_exported), (1, 1, 1));
+            assert_eq!(
+                (s.pods_matched, s.traces_completed, s.traces_exported),
+                (1, 1, 1)
+            );
             assert_eq!(s.last_trace_id.as_deref(), Some(want.as_str()));
-            assert!(s.watermark.covers("uid-a-in", created + SignedDuration::from_secs(2)));
+            assert!(
+                s.watermark
+                    .covers("uid-a-in", created + SignedDuration::from_secs(2))
+            );
             crate::controller::status::render(s, None, Timestamp::now())
         };
 
@@ -510,10 +565,17 @@ mod tests {
         // pods again (its initial list) and sends nothing twice.
         let restored = Watermark::from_status(status.export_watermark.as_ref());
         let registry2: SharedRegistry = Arc::new(std::sync::Mutex::new(Registry::default()));
-        lock(&registry2).sessions.insert(key.clone(), session(started, restored));
+        lock(&registry2)
+            .sessions
+            .insert(key.clone(), session(started, restored));
         let mut again = inputs;
-        again.push(ready_pod("a", "new", "x", created));
+        // A pod that starts after the restart (Ready half a second from now) is traced.
+        let fresh = Timestamp::now() - SignedDuration::from_millis(1500);
+        again.push(ready_pod("a", "new", "x", fresh));
         let exported2 = run_once(registry2.clone(), again).await;
-        assert_eq!(exported2, BTreeSet::from([crate::ids::trace_id("uid-a-new").to_string()]));
+        assert_eq!(
+            exported2,
+            BTreeSet::from([crate::ids::trace_id("uid-a-new").to_string()])
+        );
     }
 }

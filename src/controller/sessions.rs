@@ -59,13 +59,17 @@ pub fn parse_go_duration(input: &str) -> Result<SignedDuration, DurationError> {
     let syntax = || DurationError::Syntax(input.to_string());
     let mut total: f64 = 0.0;
     while !s.is_empty() {
-        let num_len = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+        let num_len = s
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(s.len());
         let (num, rest) = s.split_at(num_len);
         if num.is_empty() || num == "." || num.matches('.').count() > 1 {
             return Err(syntax());
         }
         let value: f64 = num.parse().map_err(|_| syntax())?;
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let (unit, rest) = rest.split_at(unit_len);
         let nanos_per = match unit {
             "ns" => 1.0,
@@ -167,7 +171,8 @@ fn check_key(key: &str) -> Result<(), String> {
             || p.len() > 253
             || !p.split('.').all(|l| {
                 !l.is_empty()
-                    && l.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                    && l.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
                     && !l.starts_with('-')
                     && !l.ends_with('-')
             }))
@@ -211,7 +216,10 @@ pub struct ValidSpec {
 /// Checks what CEL on the CRD cannot (or what an older CRD without the rules let through).
 pub fn validate(spec: &TraceSessionSpec) -> Result<ValidSpec, (String, String)> {
     if !spec.operations.contains(&Operation::PodStartup) {
-        return Err(("UnsupportedOperations".into(), "operations must include PodStartup".into()));
+        return Err((
+            "UnsupportedOperations".into(),
+            "operations must include PodStartup".into(),
+        ));
     }
     let selector = Selector::compile(&spec.selector)
         .map_err(|m| ("InvalidSelector".to_string(), format!("selector: {m}")))?;
@@ -220,7 +228,10 @@ pub fn validate(spec: &TraceSessionSpec) -> Result<ValidSpec, (String, String)> 
         Some(d) => match parse_go_duration(d) {
             Ok(d) if d.is_positive() => Some(d),
             Ok(_) => {
-                return Err(("InvalidDuration".into(), format!("duration {d:?} must be positive")));
+                return Err((
+                    "InvalidDuration".into(),
+                    format!("duration {d:?} must be positive"),
+                ));
             }
             Err(e) => return Err(("InvalidDuration".into(), e.to_string())),
         },
@@ -228,18 +239,32 @@ pub fn validate(spec: &TraceSessionSpec) -> Result<ValidSpec, (String, String)> 
     if let Some(m) = spec.max_traces
         && m < 1
     {
-        return Err(("InvalidMaxTraces".into(), format!("maxTraces {m} must be at least 1")));
+        return Err((
+            "InvalidMaxTraces".into(),
+            format!("maxTraces {m} must be at least 1"),
+        ));
     }
     for k in spec.attributes.keys() {
-        if crate::session::RESERVED_ATTRIBUTE_PREFIXES.iter().any(|p| k.starts_with(p)) {
-            return Err(("ReservedAttribute".into(), format!("attribute key {k:?} is reserved")));
+        if crate::session::RESERVED_ATTRIBUTE_PREFIXES
+            .iter()
+            .any(|p| k.starts_with(p))
+        {
+            return Err((
+                "ReservedAttribute".into(),
+                format!("attribute key {k:?} is reserved"),
+            ));
         }
     }
     Ok(ValidSpec {
         selector,
         duration,
         max_traces: spec.max_traces.map(i64::from),
-        attributes: Arc::new(spec.attributes.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+        attributes: Arc::new(
+            spec.attributes
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
     })
 }
 
@@ -315,7 +340,10 @@ impl Watermark {
         let before = self.before?;
         let mut pods: Vec<String> = self.handed.keys().cloned().collect();
         pods.sort();
-        Some(ExportWatermark { before: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(before), pods })
+        Some(ExportWatermark {
+            before: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(before),
+            pods,
+        })
     }
 }
 
@@ -386,7 +414,10 @@ impl SessionState {
     /// Whether this session takes new traces.
     pub fn accepting(&self) -> bool {
         self.phase == SessionPhase::Active
-            && self.spec.as_ref().is_some_and(|s| s.max_traces.is_none_or(|m| self.traces_completed < m))
+            && self
+                .spec
+                .as_ref()
+                .is_some_and(|s| s.max_traces.is_none_or(|m| self.traces_completed < m))
     }
 
     /// Moves to Completed.
@@ -421,13 +452,20 @@ impl Registry {
     pub fn upsert(&mut self, ts: &TraceSession, now: Timestamp) -> Result<SessionPhase, Error> {
         let key = SessionKey {
             namespace: ts.namespace().ok_or(Error::MissingMetadata("namespace"))?,
-            name: ts.metadata.name.clone().ok_or(Error::MissingMetadata("name"))?,
+            name: ts
+                .metadata
+                .name
+                .clone()
+                .ok_or(Error::MissingMetadata("name"))?,
         };
         let uid = ts.uid().unwrap_or_default();
         if self.sessions.get(&key).is_some_and(|s| s.uid != uid) {
             self.sessions.remove(&key);
         }
-        let state = self.sessions.entry(key).or_insert_with(|| SessionState::from_object(ts));
+        let state = self
+            .sessions
+            .entry(key)
+            .or_insert_with(|| SessionState::from_object(ts));
         let generation = ts.metadata.generation;
         if state.generation == generation && state.spec.is_some() {
             return Ok(state.phase);
@@ -493,7 +531,10 @@ impl Registry {
     ) -> Vec<SessionKey> {
         self.sessions
             .range(
-                SessionKey { namespace: namespace.to_string(), name: String::new() }..,
+                SessionKey {
+                    namespace: namespace.to_string(),
+                    name: String::new(),
+                }..,
             )
             .take_while(|(k, _)| k.namespace == namespace)
             .filter(|(_, s)| s.accepting())
@@ -501,19 +542,28 @@ impl Registry {
                 (Some(start), Some(c)) => c >= start - slack,
                 _ => false,
             })
-            .filter(|(_, s)| s.spec.as_ref().is_some_and(|sp| sp.selector.matches(labels)))
+            .filter(|(_, s)| {
+                s.spec
+                    .as_ref()
+                    .is_some_and(|sp| sp.selector.matches(labels))
+            })
             .map(|(k, _)| k.clone())
             .collect()
     }
 
     /// Whether any session in the namespace is taking traces.
     pub fn namespace_active(&self, namespace: &str) -> bool {
-        self.sessions.iter().any(|(k, s)| k.namespace == namespace && s.accepting())
+        self.sessions
+            .iter()
+            .any(|(k, s)| k.namespace == namespace && s.accepting())
     }
 
     /// Sessions in phase Active.
     pub fn active_count(&self) -> usize {
-        self.sessions.values().filter(|s| s.phase == SessionPhase::Active).count()
+        self.sessions
+            .values()
+            .filter(|s| s.phase == SessionPhase::Active)
+            .count()
     }
 }
 
@@ -550,9 +600,18 @@ mod tests {
     #[test]
     fn go_durations() {
         assert_eq!(parse_go_duration("90s"), Ok(SignedDuration::from_secs(90)));
-        assert_eq!(parse_go_duration("1h30m"), Ok(SignedDuration::from_secs(5400)));
-        assert_eq!(parse_go_duration("1.5h"), Ok(SignedDuration::from_secs(5400)));
-        assert_eq!(parse_go_duration("250ms"), Ok(SignedDuration::from_millis(250)));
+        assert_eq!(
+            parse_go_duration("1h30m"),
+            Ok(SignedDuration::from_secs(5400))
+        );
+        assert_eq!(
+            parse_go_duration("1.5h"),
+            Ok(SignedDuration::from_secs(5400))
+        );
+        assert_eq!(
+            parse_go_duration("250ms"),
+            Ok(SignedDuration::from_millis(250))
+        );
         assert_eq!(parse_go_duration("-2s"), Ok(SignedDuration::from_secs(-2)));
         assert!(parse_go_duration("").is_err());
         assert!(parse_go_duration("10").is_err());
@@ -580,25 +639,48 @@ mod tests {
         };
         let s = Selector::compile(&sel).expect("valid");
         let l = |pairs: &[(&str, &str)]| {
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>()
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>()
         };
         assert!(s.matches(&l(&[("app", "web"), ("tier", "b")])));
         assert!(!s.matches(&l(&[("app", "web"), ("tier", "c")])));
         assert!(!s.matches(&l(&[("app", "web"), ("tier", "a"), ("canary", "")])));
         assert!(!s.matches(&l(&[("tier", "a")])));
-        assert!(Selector::compile(&LabelSelector::default()).expect("empty").matches(&l(&[])));
+        assert!(
+            Selector::compile(&LabelSelector::default())
+                .expect("empty")
+                .matches(&l(&[]))
+        );
     }
 
     #[test]
     fn selector_errors_are_readable() {
-        let bad_op = LabelSelector { match_expressions: Some(vec![req("a", "Equals", &["x"])]), ..Default::default() };
+        let bad_op = LabelSelector {
+            match_expressions: Some(vec![req("a", "Equals", &["x"])]),
+            ..Default::default()
+        };
         let e = Selector::compile(&bad_op).expect_err("bad operator");
         assert!(e.contains("unknown operator \"Equals\""), "{e}");
-        let no_values = LabelSelector { match_expressions: Some(vec![req("a", "In", &[])]), ..Default::default() };
-        assert!(Selector::compile(&no_values).expect_err("no values").contains("needs at least one value"));
-        let exists_values = LabelSelector { match_expressions: Some(vec![req("a", "Exists", &["x"])]), ..Default::default() };
+        let no_values = LabelSelector {
+            match_expressions: Some(vec![req("a", "In", &[])]),
+            ..Default::default()
+        };
+        assert!(
+            Selector::compile(&no_values)
+                .expect_err("no values")
+                .contains("needs at least one value")
+        );
+        let exists_values = LabelSelector {
+            match_expressions: Some(vec![req("a", "Exists", &["x"])]),
+            ..Default::default()
+        };
         assert!(Selector::compile(&exists_values).is_err());
-        let bad_key = LabelSelector { match_labels: Some([("-a".to_string(), "x".to_string())].into()), ..Default::default() };
+        let bad_key = LabelSelector {
+            match_labels: Some([("-a".to_string(), "x".to_string())].into()),
+            ..Default::default()
+        };
         assert!(Selector::compile(&bad_key).is_err());
     }
 
@@ -616,13 +698,19 @@ mod tests {
         assert!(w.advance(t(20)));
         assert_eq!(w.before, Some(t(20)));
         assert!(w.covers("p1", t(10)) && w.covers("p2", t(30)) && !w.covers("p3", t(25)));
-        assert!(!w.handed.contains_key("p1"), "entries under the watermark are pruned");
+        assert!(
+            !w.handed.contains_key("p1"),
+            "entries under the watermark are pruned"
+        );
         assert!(!w.advance(t(15)), "never moves back");
         let st = w.to_status().expect("status");
         assert_eq!(st.pods, vec!["p2".to_string()]);
         let mut back = Watermark::from_status(Some(&st));
         assert!(back.covers("p2", t(30)) && back.covers("x", t(19)) && !back.covers("x", t(21)));
         assert!(back.advance(t(60)));
-        assert!(back.covers("p2", t(30)), "restored entries outlive a small advance");
+        assert!(
+            back.covers("p2", t(30)),
+            "restored entries outlive a small advance"
+        );
     }
 }

@@ -26,14 +26,20 @@ pub const NORMAL_INTERVAL: Duration = Duration::from_secs(2);
 pub const URGENT_INTERVAL: Duration = Duration::from_millis(500);
 
 /// The status a session's state maps to.
-pub fn render(s: &SessionState, previous: Option<&Condition>, now: Timestamp) -> TraceSessionStatus {
+pub fn render(
+    s: &SessionState,
+    previous: Option<&Condition>,
+    now: Timestamp,
+) -> TraceSessionStatus {
     let (status, reason, message) = match (s.phase, &s.invalid) {
         (SessionPhase::Invalid, Some((r, m))) => ("False", r.clone(), m.clone()),
         (SessionPhase::Invalid, None) => ("False", "Invalid".into(), "the spec is invalid".into()),
         (SessionPhase::Active, _) => ("True", "Active".into(), "following pod startups".into()),
-        (SessionPhase::Completed, _) => {
-            ("True", "Completed".into(), "duration elapsed or maxTraces reached".into())
-        }
+        (SessionPhase::Completed, _) => (
+            "True",
+            "Completed".into(),
+            "duration elapsed or maxTraces reached".into(),
+        ),
         (SessionPhase::Pending, _) => ("False", "Pending".into(), "not tracing yet".into()),
     };
     // lastTransitionTime only moves when the status flips, as for built-in conditions.
@@ -105,7 +111,9 @@ pub async fn flush(
         // Deleted sessions stop being traced: their entries go once the store no longer has
         // them (the store is complete: the controller waited for it before starting).
         reg.retain_existing(|k| {
-            store.get(&kube::runtime::reflector::ObjectRef::new(&k.name).within(&k.namespace)).is_some()
+            store
+                .get(&kube::runtime::reflector::ObjectRef::new(&k.name).within(&k.namespace))
+                .is_some()
         });
         let instant = tokio::time::Instant::now();
         reg.sessions
@@ -113,10 +121,17 @@ pub async fn flush(
             .filter(|(_, s)| s.dirty)
             .filter(|(_, s)| {
                 let since = s.last_write.map(|t| instant.duration_since(t));
-                all || since.is_none_or(|d| d >= if s.urgent { URGENT_INTERVAL } else { NORMAL_INTERVAL })
+                all || since.is_none_or(|d| {
+                    d >= if s.urgent {
+                        URGENT_INTERVAL
+                    } else {
+                        NORMAL_INTERVAL
+                    }
+                })
             })
             .map(|(k, s)| {
-                let obj = store.get(&kube::runtime::reflector::ObjectRef::new(&k.name).within(&k.namespace));
+                let obj = store
+                    .get(&kube::runtime::reflector::ObjectRef::new(&k.name).within(&k.namespace));
                 let prev = obj
                     .as_ref()
                     .and_then(|o| o.status.as_ref())
@@ -132,7 +147,10 @@ pub async fn flush(
     for (key, status) in due {
         let api: Api<TraceSession> = Api::namespaced(client.clone(), &key.namespace);
         let patch = serde_json::json!({ "status": status });
-        match api.patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        match api
+            .patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 404 => {
                 lock(registry).sessions.remove(&key);

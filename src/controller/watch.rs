@@ -59,7 +59,11 @@ pub fn spawn_watches(
             "Pod",
             tx.clone(),
             metrics.clone(),
-            |pod: &Pod| PodFacts::from_pod(pod).map(|f| Object::Pod(Box::new(f))).ok(),
+            |pod: &Pod| {
+                PodFacts::from_pod(pod)
+                    .map(|f| Object::Pod(Box::new(f)))
+                    .ok()
+            },
         )),
         tokio::spawn(follow::<CoreEvent, _>(
             events,
@@ -67,7 +71,11 @@ pub fn spawn_watches(
             "Event",
             tx.clone(),
             metrics.clone(),
-            |ev: &CoreEvent| EventFacts::from_core(ev).map(|f| Object::Event(Box::new(f))).ok(),
+            |ev: &CoreEvent| {
+                EventFacts::from_core(ev)
+                    .map(|f| Object::Event(Box::new(f)))
+                    .ok()
+            },
         )),
         tokio::spawn(follow_nodes(Api::all(client), tx, metrics)),
     ]
@@ -113,7 +121,15 @@ async fn follow<K, F>(
             continue;
         };
         drop(obj);
-        if tx.send(Input::Observation(Observation { action, object, observed_at })).await.is_err() {
+        if tx
+            .send(Input::Observation(Observation {
+                action,
+                object,
+                observed_at,
+            }))
+            .await
+            .is_err()
+        {
             return;
         }
     }
@@ -122,7 +138,9 @@ async fn follow<K, F>(
 /// Nodes change often (status heartbeats) but their facts rarely do: only changes are sent.
 async fn follow_nodes(api: Api<Node>, tx: mpsc::Sender<Input>, metrics: Arc<Metrics>) {
     let mut last: HashMap<String, NodeFacts> = HashMap::new();
-    let mut stream = watcher(api, watcher::Config::default()).default_backoff().boxed();
+    let mut stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
     while let Some(event) = stream.next().await {
         let (action, node) = match event {
             Err(e) => {
@@ -142,7 +160,9 @@ async fn follow_nodes(api: Api<Node>, tx: mpsc::Sender<Input>, metrics: Arc<Metr
             Ok(watcher::Event::Delete(n)) => (Action::Deleted, n),
         };
         metrics.watch_event("Node", action_label(action));
-        let Ok(facts) = NodeFacts::from_node(&node) else { continue };
+        let Ok(facts) = NodeFacts::from_node(&node) else {
+            continue;
+        };
         if action == Action::Deleted {
             last.remove(&facts.name);
         } else if last.get(&facts.name) == Some(&facts) {

@@ -260,7 +260,7 @@ fn replay(inputs: Inputs, engine: &mut Engine, sink: &mut Sink, strict: bool) ->
     while let Some(item) = inputs.next() {
         n += 1;
         if let Some(bar) = &progress
-            && n % 4096 == 0
+            && n.is_multiple_of(4096)
         {
             bar.set_position(inputs.bytes_read());
             bar.set_message(format!("{} traces", stats.traces));

@@ -5,7 +5,10 @@ use std::collections::HashMap;
 use jiff::{SignedDuration, Timestamp};
 
 use super::parse::{self, PulledMessage};
-use super::state::{Failure, PodState, Source, Stamp, event_last, event_start, min_stamp};
+use super::state::{
+    Failure, PodState, Source, Stamp, event_last, event_start, max_opt, min_stamp, precision,
+    raise,
+};
 use crate::ids;
 use crate::observe::{ContainerFacts, EventFacts, NodeFacts};
 use crate::trace::{Attribute, Outcome, PodRef, Service, Span, SpanEvent, Status, Trace, Value};
@@ -23,6 +26,9 @@ struct Node {
     events: Vec<SpanEvent>,
     /// A boundary had to be moved to keep the span consistent (recorded as clamped).
     clamped: bool,
+    /// A 1 s-truncated boundary was raised to a causal predecessor's instant (recorded as
+    /// `podtrace.timing.causal`).
+    causal: bool,
 }
 
 struct Builder<'a> {
@@ -99,6 +105,7 @@ impl<'a> Builder<'a> {
         let end = if clamped { (start.0, end.1) } else { end };
         self.nodes.push(Node {
             clamped,
+            causal: false,
             path,
             parent,
             name,
@@ -150,7 +157,13 @@ impl<'a> Builder<'a> {
             .unwrap_or_default()
     }
 
-    /// Builds one container's span and its children; returns (span index, ready point).
+    /// Builds one container's span and its children; returns (span index, ready point, whether
+    /// the ready point was raised to a causal lower bound).
+    ///
+    /// Causal lower bounds: `floor` is an instant the container's work certainly follows (the
+    /// scheduled instant, the previous init container done); `soft_floor` is the sandbox-ready
+    /// instant with its precision, applied only when at least as precise as the container's
+    /// own first timestamp. Steps follow each other (create after the pull, start after create).
     #[allow(clippy::too_many_arguments)]
     fn container(
         &mut self,
@@ -161,7 +174,9 @@ impl<'a> Builder<'a> {
         trace_end: Stamp,
         failure: Option<&Failure>,
         failed_outcome: bool,
-    ) -> (usize, Option<Stamp>) {
+        floor: Option<Timestamp>,
+        soft_floor: Option<(Timestamp, u8)>,
+    ) -> (usize, Option<Stamp>, bool) {
         let evs = self.container_events(c, init);
         let first = |reason: &str| evs.iter().copied().find(|e| e.reason == reason);
         let pulling = first("Pulling");
@@ -176,6 +191,13 @@ impl<'a> Builder<'a> {
             start = min_stamp(start, event_start(e));
         }
         let start = start.unwrap_or(default_start);
+        let floor = max_opt(
+            floor,
+            soft_floor
+                .filter(|(_, p)| *p >= precision(start.1))
+                .map(|(t, _)| t),
+        );
+        let (start, mut causal) = raise(start, floor);
         let started_at = started.and_then(event_start).or_else(|| {
             track
                 .and_then(|t| t.first_started)
@@ -196,6 +218,8 @@ impl<'a> Builder<'a> {
             (_, Some(d)) => (d, Status::Unset),
             (_, None) => (trace_end, Status::Unset),
         };
+        let (end, end_raised) = raise(end, floor);
+        causal |= end_raised;
         let (name, kind, seg) = if run_to_completion {
             (
                 "container.init",
@@ -211,6 +235,9 @@ impl<'a> Builder<'a> {
         };
         let service = self.kubelet_service();
         let idx = self.push(Some(parent), seg, name, service.clone(), start, end);
+        if let Some(n) = self.node(idx) {
+            n.causal = causal;
+        }
         let (image_name, tag) = parse::split_image(&c.image);
         let mut attrs = self.kubelet_attrs();
         attrs.push(("k8s.container.name", s(&c.name)));
@@ -235,11 +262,14 @@ impl<'a> Builder<'a> {
             my_failure,
             failed_outcome,
             &container_attrs,
+            start.0,
         );
         // Create.
         let has_pull_span = self.nodes.len() > spans_before;
         let mut cursor = pull_end.unwrap_or(start);
         if let Some(cr) = created.and_then(event_start) {
+            // Created follows the pull (or the container's first step).
+            let (cr, moved) = raise(cr, Some(cursor.0));
             let i = self.push(
                 Some(idx),
                 "container.create".into(),
@@ -251,10 +281,20 @@ impl<'a> Builder<'a> {
             let a = container_attrs.clone();
             if let Some(n) = self.node(i) {
                 n.attributes = a;
-                cursor = (n.end.0, if n.clamped { n.start.1 } else { n.end.1 });
+                n.causal = moved;
+                cursor = (
+                    n.end.0,
+                    if n.clamped || moved {
+                        n.start.1
+                    } else {
+                        n.end.1
+                    },
+                );
             }
         }
         if let Some(st) = started_at {
+            // Started follows Created.
+            let (st, moved) = raise(st, Some(cursor.0));
             let i = self.push(
                 Some(idx),
                 "container.start".into(),
@@ -266,7 +306,26 @@ impl<'a> Builder<'a> {
             let a = container_attrs.clone();
             if let Some(n) = self.node(i) {
                 n.attributes = a;
+                n.causal = moved;
             }
+        }
+        // The container is done no earlier than its steps: raise its end to the last child's
+        // end rather than cutting the (causally placed) children off.
+        let child_end = self
+            .nodes
+            .iter()
+            .filter(|n| n.parent == Some(idx))
+            .map(|n| n.end.0)
+            .max();
+        let done_raised = done.map(|d| raise(d, max_opt(Some(start.0), child_end)));
+        let done = done_raised.map(|(d, _)| d);
+        let done_moved = done_raised.is_some_and(|(_, m)| m);
+        if let Some(n) = self.node(idx)
+            && let Some(ce) = child_end
+            && ce > n.end.0
+        {
+            n.end.0 = ce;
+            n.causal = true;
         }
         // Warnings and other notable events on the container span (image ones went to the pull).
         let notes: Vec<SpanEvent> = evs
@@ -286,7 +345,7 @@ impl<'a> Builder<'a> {
             n.events = notes;
             n.status = status;
         }
-        (idx, done)
+        (idx, done, done_moved)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -300,11 +359,20 @@ impl<'a> Builder<'a> {
         failure: Option<&Failure>,
         failed_outcome: bool,
         container_attrs: &[Attribute],
+        floor: Timestamp,
     ) -> Option<Stamp> {
+        let floor = Some(floor);
         let parsed = pulled.and_then(|p| parse::parse_pulled_message(&p.message));
+        // Every kubelet timestamp here is a lower bound; the pull starts inside its container.
+        let mut causal = false;
+        let pulling_at = pulling.and_then(event_start).map(|p| {
+            let (p, moved) = raise(p, floor);
+            causal |= moved;
+            p
+        });
         let mut attrs: Vec<Attribute> = container_attrs.to_vec();
         let image_failure = failure.filter(|f| f.image);
-        let (start, end, status) = match (pulling.and_then(event_start), &parsed) {
+        let (start, end, status) = match (pulling_at, &parsed) {
             (_, Some(PulledMessage::Cached { .. })) => {
                 let t = pulled.and_then(event_start)?;
                 attrs.push(("podtrace.image.cached", Value::Bool(true)));
@@ -364,11 +432,14 @@ impl<'a> Builder<'a> {
                     attrs.push(("podtrace.image.size_bytes", Value::Int(*sz)));
                 }
                 match including_waiting.or(*pull) {
-                    Some(d) => (
-                        (pe.0.checked_sub(d).unwrap_or(pe.0), "pulled.message"),
-                        pe,
-                        Status::Unset,
-                    ),
+                    Some(d) => {
+                        let (start, m1) =
+                            raise((pe.0.checked_sub(d).unwrap_or(pe.0), "pulled.message"), floor);
+                        // Raised start: the pull still lasted the stated duration.
+                        let (end, m2) = raise(pe, Some(add(start.0, d)));
+                        causal |= m1 || m2;
+                        (start, end, Status::Unset)
+                    }
                     None => (pe, pe, Status::Unset),
                 }
             }
@@ -391,6 +462,9 @@ impl<'a> Builder<'a> {
             },
             (None, None) => return None,
         };
+        let (start, m1) = raise(start, floor);
+        let (end, m2) = raise(end, floor);
+        causal |= m1 || m2;
         let status = match (status, image_failure) {
             (Status::Unset, Some(f)) if failed_outcome => {
                 Status::Error(format!("{}: {}", f.reason, f.message))
@@ -422,8 +496,9 @@ impl<'a> Builder<'a> {
             n.attributes = attrs;
             n.status = status;
             n.events = evs;
+            n.causal = causal;
         }
-        Some(end)
+        self.nodes.get(i).map(|n| n.end)
     }
 }
 
@@ -583,13 +658,16 @@ pub fn build(
         }
     }
 
-    let mut readiness_from: Option<Stamp> = None;
+    let mut readiness_from: Option<(Stamp, bool)> = None;
     if node_name.is_some()
         && (has_kubelet_events
             || st.conditions_true.contains_key("PodReadyToStartContainers")
             || !st.containers.is_empty())
     {
         let kubelet_start = sched_end.unwrap_or(created);
+        // The kubelet can do nothing for the pod before it is bound: the scheduled instant is
+        // a causal lower bound for every kubelet-side (1 s-truncated) boundary.
+        let kubelet_floor = sched_end.map(|s| s.0);
         // Sandbox: scheduled → PodReadyToStartContainers, else → the first container event.
         let first_container_event = st
             .events
@@ -613,25 +691,45 @@ pub fn build(
         };
         let sandbox_failed =
             failed_outcome && failure.as_ref().is_some_and(|f| f.container.is_none());
+        // Sandbox ready no earlier than scheduled; when raised, it is known as precisely as
+        // the scheduled instant.
+        let sandbox_ready = sandbox_end.map(|e| {
+            let (r, moved) = raise(e, kubelet_floor);
+            let prec = match (moved, sched_end) {
+                (true, Some(se)) => precision(se.1),
+                _ => precision(e.1),
+            };
+            (r, moved, prec)
+        });
+        let (sandbox_stop, sandbox_causal) = match sandbox_ready {
+            Some((r, moved, _)) => (r, moved),
+            None => raise(root_end, kubelet_floor),
+        };
         let sandbox = b.push(
             Some(root),
             "pod.sandbox".into(),
             "pod.sandbox",
             b.kubelet_service(),
             kubelet_start,
-            sandbox_end.unwrap_or(root_end),
+            sandbox_stop,
         );
         let ka = b.kubelet_attrs();
         if let Some(n) = b.node(sandbox) {
+            n.causal = sandbox_causal;
             n.attributes = ka;
             n.events = pod_warnings;
             if sandbox_failed && let Some(f) = &failure {
                 n.status = Status::Error(format!("{}: {}", f.reason, f.message));
             }
         }
+        let soft_floor = sandbox_ready.map(|(r, _, prec)| (r.0, prec));
         let mut cursor = sandbox_end.unwrap_or(kubelet_start);
+        // Init containers run one after the other: each starts after the previous one is done
+        // (completed; sidecars: started). `init_done` stays None when one never finished.
+        let mut init_floor = kubelet_floor;
+        let mut init_done = Some(kubelet_floor);
         for c in &pod.init_containers {
-            let (_, done) = b.container(
+            let (_, done, _) = b.container(
                 root,
                 c,
                 true,
@@ -639,12 +737,23 @@ pub fn build(
                 root_end,
                 failure.as_ref(),
                 failed_outcome,
+                init_floor,
+                soft_floor,
             );
             match done {
-                Some(d) => cursor = d,
-                None => break,
+                Some(d) => {
+                    cursor = d;
+                    init_floor = max_opt(init_floor, Some(d.0));
+                    init_done = Some(init_floor);
+                }
+                None => {
+                    init_done = None;
+                    break;
+                }
             }
         }
+        // App containers start after the init containers are done, when that is known.
+        let app_floor = init_done.unwrap_or(kubelet_floor);
         let app_start = if pod.init_containers.is_empty() {
             cursor
         } else {
@@ -653,10 +762,10 @@ pub fn build(
                 .map(|t| (*t, "condition.Initialized"))
                 .unwrap_or(cursor)
         };
-        let mut last_started: Option<Stamp> = None;
+        let mut last_started: Option<(Stamp, bool)> = None;
         let mut all_started = true;
         for c in &pod.containers {
-            let (_, done) = b.container(
+            let (_, done, moved) = b.container(
                 root,
                 c,
                 false,
@@ -664,11 +773,13 @@ pub fn build(
                 root_end,
                 failure.as_ref(),
                 failed_outcome,
+                app_floor,
+                soft_floor,
             );
             match done {
                 Some(d) => {
-                    if last_started.is_none_or(|l| d.0 > l.0) {
-                        last_started = Some(d);
+                    if last_started.is_none_or(|(l, _)| d.0 > l.0) {
+                        last_started = Some((d, moved));
                     }
                 }
                 None => all_started = false,
@@ -679,8 +790,21 @@ pub fn build(
         }
     }
     if outcome == Outcome::Ready
-        && let Some(from) = readiness_from
+        && let Some((from, from_raised)) = readiness_from
     {
+        // Ready (1 s) comes no earlier than the last app container started: raise the root's
+        // end with it rather than cutting the causally placed container spans off.
+        if let Some(n) = b.node(root)
+            && from.0 > n.end.0
+            && precision(n.end.1) == 0
+        {
+            n.end.0 = from.0;
+            n.causal = true;
+        }
+        let (root_end, root_raised) = b
+            .nodes
+            .get(root)
+            .map_or((root_end, false), |n| (n.end, n.causal));
         let i = b.push(
             Some(root),
             "pod.readiness".into(),
@@ -692,6 +816,7 @@ pub fn build(
         let ka = b.kubelet_attrs();
         if let Some(n) = b.node(i) {
             n.attributes = ka;
+            n.causal = from_raised || root_raised;
         }
     }
 
@@ -797,6 +922,9 @@ fn finalize(uid: &str, mut nodes: Vec<Node>, common: &[Attribute]) -> Vec<Span> 
         attributes.push(("podtrace.timing.end_source", s(n.end.1)));
         if clamped {
             attributes.push(("podtrace.timing.clamped", Value::Bool(true)));
+        }
+        if n.causal {
+            attributes.push(("podtrace.timing.causal", Value::Bool(true)));
         }
         attributes.sort_by(|a, b| a.0.cmp(b.0));
         attributes.dedup_by(|a, b| a.0 == b.0);

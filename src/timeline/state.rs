@@ -14,6 +14,36 @@ pub type Source = &'static str;
 /// A time with its provenance.
 pub type Stamp = (Timestamp, Source);
 
+/// How finely a source states its instant: 2 = µs, 1 = ms, 0 = truncated to the second
+/// (kubelet event timestamps, condition transitions, container `startedAt`/`finishedAt`,
+/// `creationTimestamp`, …). Used to decide whether one boundary may bound another.
+pub fn precision(src: Source) -> u8 {
+    match src {
+        "event.eventTime" | "event.series.lastObservedTime" => 2,
+        "pulled.message" | "observedAt" => 1,
+        _ => 0,
+    }
+}
+
+/// Raises `t` to the causal lower bound `floor` when it lies before it (a 1 s-truncated
+/// timestamp only says the instant is at or after it). The source is kept: it names the
+/// timestamp that was raised. Returns whether it moved.
+pub fn raise(t: Stamp, floor: Option<Timestamp>) -> (Stamp, bool) {
+    match floor {
+        Some(f) if t.0 < f => ((f, t.1), true),
+        _ => (t, false),
+    }
+}
+
+/// The later of two optional instants.
+pub fn max_opt(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
 /// Earliest-wins merge for optional stamps.
 pub fn min_stamp(a: Option<Stamp>, b: Option<Stamp>) -> Option<Stamp> {
     match (a, b) {

@@ -12,6 +12,9 @@ COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok "$BA
 NODES=(kwok-node-0 kwok-node-1 kwok-node-2 kwok-node-3)
 ZONES=(us-east-1a us-east-1b us-east-1c us-east-1a)
 TYPES=(m5.large m5.xlarge c5.2xlarge m5.large)
+# Pods per node. A real kubelet defaults to 110; the default here is higher so load tests
+# of ~1000 pods fit on the four fake nodes (large real nodes are run with raised max-pods too).
+MAX_PODS="${PODTRACE_TESTENV_NODE_MAX_PODS:-500}"
 
 healthy() {
   local c
@@ -165,7 +168,8 @@ start_kwok() {
 node_json() {
   local i=$1 name=${NODES[$1]}
   jq -n --arg name "$name" --arg zone "${ZONES[$i]}" --arg type "${TYPES[$i]}" \
-    --arg ip "10.250.0.$((10 + i))" --arg cidr "10.244.$i.0/24" --arg kv "$K8S_VERSION" '{
+    --arg ip "10.250.0.$((10 + i))" --arg cidr "10.244.$i.0/24" --arg kv "$K8S_VERSION" \
+    --arg pods "$MAX_PODS" '{
     apiVersion: "v1", kind: "Node",
     metadata: {
       name: $name,
@@ -179,8 +183,8 @@ node_json() {
     },
     spec: {podCIDR: $cidr, podCIDRs: [$cidr]},
     status: {
-      capacity: {cpu: "8", memory: "32Gi", pods: "110", "ephemeral-storage": "100Gi"},
-      allocatable: {cpu: "7800m", memory: "31Gi", pods: "110", "ephemeral-storage": "95Gi"},
+      capacity: {cpu: "8", memory: "32Gi", pods: $pods, "ephemeral-storage": "100Gi"},
+      allocatable: {cpu: "7800m", memory: "31Gi", pods: $pods, "ephemeral-storage": "95Gi"},
       addresses: [{type: "InternalIP", address: $ip}, {type: "Hostname", address: $name}],
       nodeInfo: {
         kubeletVersion: $kv, kubeProxyVersion: $kv, containerRuntimeVersion: "containerd://2.1.0",
