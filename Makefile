@@ -1,3 +1,5 @@
+.DEFAULT_GOAL := build
+
 # ---- deployment targets (owner: deployment artefacts; see docs/deploy.md) ----
 IMG ?= ghcr.io/podtrace/podtrace:0.1.0
 CONTAINER_TOOL ?= docker
@@ -74,8 +76,9 @@ record-fixture:
 build:
 	cargo build
 
+# The test command (README, CI): real test environment up, every test, environment down.
 test:
-	cargo test
+	tests/run.sh
 
 e2e: testenv-up
 	cargo test --features e2e

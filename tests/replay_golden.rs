@@ -53,6 +53,10 @@ fn replay(files: &[PathBuf]) -> String {
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
+fn is_kv_list(l: &[Value]) -> bool {
+    !l.is_empty() && l.iter().all(|v| v.get("key").is_some_and(Value::is_string) && v.get("value").is_some())
+}
+
 /// Up to `limit` JSON paths where `a` and `b` differ.
 fn json_diff(path: &str, a: &Value, b: &Value, out: &mut Vec<String>, limit: usize) {
     if out.len() >= limit || a == b {
@@ -72,9 +76,19 @@ fn json_diff(path: &str, a: &Value, b: &Value, out: &mut Vec<String>, limit: usi
                 }
             }
         }
+        // OTLP key/value lists (attributes): compare by key, so an added or removed
+        // attribute is named instead of the whole list being reported.
+        (Value::Array(x), Value::Array(y)) if is_kv_list(x) && is_kv_list(y) => {
+            let by_key = |l: &[Value]| -> serde_json::Map<String, Value> {
+                l.iter().map(|kv| (kv["key"].as_str().unwrap_or_default().to_string(), kv["value"].clone())).collect()
+            };
+            json_diff(&format!("{path}{{by key}}"), &Value::Object(by_key(x)), &Value::Object(by_key(y)), out, limit);
+        }
         (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
             for (i, (p, q)) in x.iter().zip(y).enumerate() {
-                json_diff(&format!("{path}[{i}]"), p, q, out, limit);
+                // Name spans and events in the path: `spans[3](container.start)`.
+                let label = p.get("name").and_then(Value::as_str).map(|n| format!("({n})")).unwrap_or_default();
+                json_diff(&format!("{path}[{i}]{label}"), p, q, out, limit);
             }
         }
         _ => {
@@ -168,11 +182,17 @@ fn diff_summary_names_the_differing_field() {
     let b: Value = serde_json::json!({"resourceSpans": [{"spans": [{"name": "a", "endTimeUnixNano": "2"}]}]});
     let mut d = Vec::new();
     json_diff("$", &a, &b, &mut d, 10);
-    assert_eq!(d, ["$.resourceSpans[0].spans[0].endTimeUnixNano: golden \"1\" != output \"2\""]);
+    assert_eq!(d, ["$.resourceSpans[0].spans[0](a).endTimeUnixNano: golden \"1\" != output \"2\""]);
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("x.otlp.json");
     std::fs::write(&p, format!("{a}\n")).unwrap();
     let err = compare("x", &p, &format!("{b}\n")).unwrap_err();
     assert!(err.contains("line 1") && err.contains("endTimeUnixNano"), "{err}");
     assert!(compare("x", &p, &format!("{a}\n")).is_ok());
+    let kv = |keys: &[&str]| -> Value {
+        keys.iter().map(|k| serde_json::json!({"key": k, "value": {"stringValue": "v"}})).collect()
+    };
+    let mut d = Vec::new();
+    json_diff("$.attributes", &kv(&["a", "b", "c"]), &kv(&["a", "c", "d"]), &mut d, 10);
+    assert_eq!(d, ["$.attributes{by key}.b: missing from output", "$.attributes{by key}.d: not in golden file"]);
 }
