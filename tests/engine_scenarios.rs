@@ -570,3 +570,172 @@ fn failed_init_container_of_a_never_restarting_pod() {
         Some("status.finishedAt")
     );
 }
+
+/// Causal ordering (docs/trace-model.md, "Causal lower bounds"): kubelet spans start no earlier
+/// than the scheduled instant; init containers run one after the other; app containers start
+/// after the init containers are done; create follows the pull, start follows create.
+fn assert_causal_order(t: &podtrace::trace::Trace) {
+    let sched = span(t, "pod.schedule");
+    let kubelet = |s: &&podtrace::trace::Span| matches!(s.service, Service::Kubelet { .. });
+    for s in t.spans.iter().filter(kubelet) {
+        assert!(
+            s.start >= sched.end,
+            "{}: {} {:?} starts at {} before scheduled {}",
+            t.pod.name,
+            s.name,
+            attr_str(s, "k8s.container.name"),
+            s.start,
+            sched.end
+        );
+    }
+    let kind = |s: &podtrace::trace::Span| attr_str(s, "podtrace.container.kind").map(str::to_owned);
+    let containers: Vec<&podtrace::trace::Span> = t
+        .spans
+        .iter()
+        .filter(|s| s.name == "container.init" || s.name == "container.startup")
+        .collect();
+    let mut prev_init_end = None;
+    for c in &containers {
+        match kind(c).as_deref() {
+            Some("init") | Some("sidecar") => {
+                if let Some(e) = prev_init_end {
+                    assert!(c.start >= e, "{}: init chain broken", t.pod.name);
+                }
+                prev_init_end = Some(c.end);
+            }
+            _ => {
+                if let Some(e) = prev_init_end {
+                    assert!(
+                        c.start >= e,
+                        "{}: app {:?} starts before the init containers are done",
+                        t.pod.name,
+                        attr_str(c, "k8s.container.name")
+                    );
+                }
+            }
+        }
+        let child = |name: &str| {
+            t.spans
+                .iter()
+                .find(|s| s.parent == Some(c.span_id) && s.name == name)
+        };
+        if let (Some(p), Some(cr)) = (child("container.image_pull"), child("container.create")) {
+            assert!(cr.start >= p.end, "{}: create before the pull ended", t.pod.name);
+        }
+        if let (Some(cr), Some(st)) = (child("container.create"), child("container.start")) {
+            assert!(st.start >= cr.end, "{}: start before create ended", t.pod.name);
+        }
+    }
+}
+
+fn causal(s: &podtrace::trace::Span) -> bool {
+    attr(s, "podtrace.timing.causal") == Some(&Value::Bool(true))
+}
+
+#[test]
+fn multi_container_init_is_causally_ordered() {
+    let t = one_trace("multi-container-init");
+    assert_causal_order(&t);
+    // `Created` at :04 (1 s) lies before the pull's end computed from the stated duration
+    // (:04.304): create is raised to the pull's end and becomes zero-length, marked causal.
+    let migrate_create = t
+        .spans
+        .iter()
+        .find(|s| s.name == "container.create" && attr_str(s, "k8s.container.name") == Some("migrate"))
+        .unwrap();
+    assert_eq!(migrate_create.start, ts("2026-11-21T10:00:04.304Z"));
+    assert_eq!(migrate_create.end, migrate_create.start);
+    assert!(causal(migrate_create));
+    assert_eq!(attr(migrate_create, "podtrace.timing.clamped"), None);
+    assert_eq!(
+        attr_str(migrate_create, "podtrace.timing.end_source"),
+        Some("event.firstTimestamp"),
+        "the source still names the raised timestamp"
+    );
+    // Nothing needed raising against the scheduled instant here: Pulling (:02) is after it.
+    for s in &t.spans {
+        if s.name != "container.create" {
+            assert!(!causal(s), "{} unexpectedly raised", s.name);
+        }
+    }
+}
+
+/// cached-images with the scheduler's µs `Scheduled` moved to `at`: the kubelet's 1 s
+/// timestamps (PodReadyToStartContainers and Pulled/Created at :01, Started at :02, Ready at
+/// :03) now lie partly before the pod was bound.
+fn cached_images_scheduled_at(at: &str) -> podtrace::trace::Trace {
+    let obs: Vec<_> = load("cached-images")
+        .into_iter()
+        .map(|mut o| {
+            if let podtrace::observe::Object::Event(e) = &mut o.object
+                && e.reason == "Scheduled"
+            {
+                e.event_time = Some(ts(at));
+            }
+            o
+        })
+        .collect();
+    let (traces, _) = run(obs, Config::default());
+    assert_eq!(traces.len(), 1);
+    let t = traces.into_iter().next().unwrap();
+    check_invariants(&t);
+    assert_causal_order(&t);
+    t
+}
+
+#[test]
+fn kubelet_spans_are_raised_to_the_scheduled_instant() {
+    let t = cached_images_scheduled_at("2026-11-21T10:00:01.500Z");
+    let at = ts("2026-11-21T10:00:01.500Z");
+    assert_eq!(span(&t, "pod.schedule").end, at);
+    let sandbox = span(&t, "pod.sandbox");
+    assert_eq!((sandbox.start, sandbox.end), (at, at));
+    assert!(causal(sandbox));
+    assert_eq!(
+        attr_str(sandbox, "podtrace.timing.end_source"),
+        Some("condition.PodReadyToStartContainers")
+    );
+    let c = span(&t, "container.startup");
+    assert_eq!(c.start, at);
+    assert_eq!(c.end, ts("2026-11-21T10:00:02Z"), "Started (:02) is after the bound");
+    assert!(causal(c));
+    assert_eq!(
+        attr_str(c, "podtrace.timing.start_source"),
+        Some("event.firstTimestamp")
+    );
+    let pull = span(&t, "container.image_pull");
+    assert_eq!((pull.start, pull.end), (at, at));
+    assert!(causal(pull));
+    let create = span(&t, "container.create");
+    assert_eq!((create.start, create.end), (at, at));
+    assert!(causal(create));
+    let start = span(&t, "container.start");
+    assert_eq!((start.start, start.end), (at, ts("2026-11-21T10:00:02Z")));
+    assert!(!causal(start), "neither boundary of start had to move");
+    let readiness = span(&t, "pod.readiness");
+    assert_eq!(readiness.start, ts("2026-11-21T10:00:02Z"));
+    assert!(!causal(readiness));
+    assert!(!causal(&t.spans[0]));
+    assert!(t.spans.iter().all(|s| attr(s, "podtrace.timing.clamped").is_none()));
+}
+
+#[test]
+fn ready_is_raised_to_the_last_container_started() {
+    // Scheduled after every kubelet timestamp, even Ready (:03): the whole kubelet side
+    // collapses onto the scheduled instant and the root ends there too.
+    let at = ts("2026-11-21T10:00:03.250Z");
+    let t = cached_images_scheduled_at("2026-11-21T10:00:03.250Z");
+    let root = &t.spans[0];
+    assert_eq!(root.end, at);
+    assert!(causal(root));
+    assert_eq!(
+        attr_str(root, "podtrace.timing.end_source"),
+        Some("condition.Ready")
+    );
+    assert_eq!(t.phase("total"), Some(SignedDuration::from_millis(3250)));
+    for name in ["container.startup", "container.start", "pod.readiness"] {
+        let s = span(&t, name);
+        assert_eq!((s.start, s.end), (at, at), "{name}");
+        assert!(causal(s), "{name}");
+    }
+}

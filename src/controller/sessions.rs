@@ -684,6 +684,106 @@ mod tests {
         assert!(Selector::compile(&bad_key).is_err());
     }
 
+    fn session(name: &str, spec: serde_json::Value, generation: i64) -> TraceSession {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "podtrace.dev/v1alpha1",
+            "kind": "TraceSession",
+            "metadata": {"name": name, "namespace": "ns", "uid": format!("uid-{name}"), "generation": generation},
+            "spec": spec,
+        }))
+        .expect("session")
+    }
+
+    #[test]
+    fn phases_follow_spec_and_time() {
+        let t0 = Timestamp::from_second(1_800_000_000).expect("ts");
+        let mut reg = Registry::default();
+        let timed = session(
+            "timed",
+            serde_json::json!({"operations": ["PodStartup"], "selector": {}, "duration": "90s"}),
+            1,
+        );
+        assert_eq!(
+            reg.upsert(&timed, t0).expect("upsert"),
+            SessionPhase::Active
+        );
+        let key = SessionKey {
+            namespace: "ns".into(),
+            name: "timed".into(),
+        };
+        assert_eq!(reg.sessions[&key].started_at, Some(t0));
+        reg.tick(t0 + SignedDuration::from_secs(89));
+        assert_eq!(reg.sessions[&key].phase, SessionPhase::Active);
+        reg.tick(t0 + SignedDuration::from_secs(90));
+        assert_eq!(reg.sessions[&key].phase, SessionPhase::Completed);
+        assert_eq!(
+            reg.sessions[&key].completed_at,
+            Some(t0 + SignedDuration::from_secs(90))
+        );
+        assert!(!reg.sessions[&key].accepting());
+
+        let bad = session(
+            "bad",
+            serde_json::json!({"operations": ["PodStartup"], "selector": {"matchExpressions": [
+                {"key": "app", "operator": "Equals", "values": ["x"]}]}}),
+            1,
+        );
+        assert_eq!(reg.upsert(&bad, t0).expect("upsert"), SessionPhase::Invalid);
+        let bkey = SessionKey {
+            namespace: "ns".into(),
+            name: "bad".into(),
+        };
+        let (reason, message) = reg.sessions[&bkey].invalid.clone().expect("reason");
+        assert_eq!(reason, "InvalidSelector");
+        assert!(message.contains("Equals"), "{message}");
+        // Fixing the spec (new generation) activates it.
+        let fixed = session(
+            "bad",
+            serde_json::json!({"operations": ["PodStartup"], "selector": {"matchLabels": {"app": "x"}}}),
+            2,
+        );
+        assert_eq!(
+            reg.upsert(&fixed, t0).expect("upsert"),
+            SessionPhase::Active
+        );
+        let labels = BTreeMap::from([("app".to_string(), "x".to_string())]);
+        let slack = SignedDuration::from_secs(2);
+        assert_eq!(
+            reg.matching("ns", &labels, Some(t0), slack),
+            vec![bkey.clone()]
+        );
+        assert!(
+            reg.matching(
+                "ns",
+                &labels,
+                Some(t0 - SignedDuration::from_secs(3)),
+                slack
+            )
+            .is_empty()
+        );
+        assert!(reg.matching("other", &labels, Some(t0), slack).is_empty());
+
+        let capped = session(
+            "capped",
+            serde_json::json!({"operations": ["PodStartup"], "selector": {}, "maxTraces": 2}),
+            1,
+        );
+        reg.upsert(&capped, t0).expect("upsert");
+        let ckey = SessionKey {
+            namespace: "ns".into(),
+            name: "capped".into(),
+        };
+        let s = reg.sessions.get_mut(&ckey).expect("capped");
+        s.traces_completed = 2;
+        assert!(!s.accepting(), "no traces beyond maxTraces");
+
+        reg.retain_existing(|k| k.name != "capped");
+        assert!(
+            !reg.sessions.contains_key(&ckey),
+            "deleted sessions are forgotten"
+        );
+    }
+
     #[test]
     fn watermark_never_passes_pending_or_frontier() {
         let t = |s: i64| Timestamp::from_second(1_800_000_000 + s).expect("ts");
