@@ -46,6 +46,20 @@ fn shape(traces: &[Trace]) -> Vec<(String, String, Option<String>, &'static str)
     v
 }
 
+/// Every span's boundaries and attributes (timing sources, causal/clamped flags).
+fn timing(traces: &[Trace]) -> Vec<String> {
+    let mut v: Vec<String> = traces
+        .iter()
+        .flat_map(|t| {
+            t.spans
+                .iter()
+                .map(|s| format!("{} {} {} {:?}", s.span_id, s.start, s.end, s.attributes))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 fn scenario_and_order() -> impl Strategy<Value = (usize, Vec<usize>)> {
     (0..SCENARIOS.len()).prop_flat_map(|i| {
         let n = load(SCENARIOS[i]).len();
@@ -68,6 +82,8 @@ proptest! {
         }
         prop_assert_eq!(shape(&got), shape(&expected));
         prop_assert_eq!(&got[0].outcome, &expected[0].outcome);
+        // Timing too (causal lower bounds included): boundaries, sources and flags.
+        prop_assert_eq!(timing(&got), timing(&expected));
     }
 
     #[test]
@@ -102,6 +118,19 @@ proptest! {
         for t in &traces {
             check_invariants(t);
             prop_assert!(seen.insert(t.pod.uid.clone()), "two traces for one pod");
+            // Causal lower bound: once scheduled, no kubelet span starts before the binding.
+            if let Some(sched) = t.spans.iter().find(|s| s.name == "pod.schedule").filter(|s| {
+                matches!(
+                    attr_str(s, "podtrace.timing.end_source"),
+                    Some("event.eventTime" | "condition.PodScheduled")
+                )
+            }) {
+                for s in &t.spans {
+                    if matches!(s.service, podtrace::trace::Service::Kubelet { .. }) {
+                        prop_assert!(s.start >= sched.end, "{} starts before scheduled", s.name);
+                    }
+                }
+            }
         }
         prop_assert_eq!(engine.in_flight(), 0);
         prop_assert_eq!(engine.orphan_events(), 0);

@@ -199,7 +199,11 @@ fn recorded_kubelet_spans_follow_scheduling() {
                 assert!(cr.start >= p.end, "{}: create before pull end", t.pod.name);
             }
             if let (Some(cr), Some(st)) = (child("container.create"), child("container.start")) {
-                assert!(st.start >= cr.end, "{}: start before create end", t.pod.name);
+                assert!(
+                    st.start >= cr.end,
+                    "{}: start before create end",
+                    t.pod.name
+                );
             }
         }
     }
@@ -207,7 +211,12 @@ fn recorded_kubelet_spans_follow_scheduling() {
     // Every first kubelet timestamp here precedes the binding: each container span's start is
     // the scheduled instant, recorded as causal with the raised source kept.
     for t in named.values().filter(|t| t.pod.name.starts_with("web-")) {
-        let sched_end = t.spans.iter().find(|s| s.name == "pod.schedule").unwrap().end;
+        let sched_end = t
+            .spans
+            .iter()
+            .find(|s| s.name == "pod.schedule")
+            .unwrap()
+            .end;
         let init = t.spans.iter().find(|s| s.name == "container.init").unwrap();
         assert_eq!(init.start, sched_end, "{}", t.pod.name);
         assert!(causal(init));
@@ -222,7 +231,12 @@ fn recorded_kubelet_spans_follow_scheduling() {
     // crashy: pull (800 ms stated) starts at the scheduled instant, so Created/Started/Ready
     // (all at the next second, truncated) come no earlier than its end.
     if let Some(t) = named.get("crashy") {
-        let sched_end = t.spans.iter().find(|s| s.name == "pod.schedule").unwrap().end;
+        let sched_end = t
+            .spans
+            .iter()
+            .find(|s| s.name == "pod.schedule")
+            .unwrap()
+            .end;
         let pull = t
             .spans
             .iter()
@@ -242,7 +256,11 @@ fn recorded_kubelet_spans_follow_scheduling() {
             .iter()
             .find(|s| s.name == "container.startup")
             .unwrap();
-        assert!(c.events.iter().any(|e| e.name == "BackOff" && e.time > c.end));
+        assert!(
+            c.events
+                .iter()
+                .any(|e| e.name == "BackOff" && e.time > c.end)
+        );
     }
 }
 

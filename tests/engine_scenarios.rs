@@ -588,7 +588,8 @@ fn assert_causal_order(t: &podtrace::trace::Trace) {
             sched.end
         );
     }
-    let kind = |s: &podtrace::trace::Span| attr_str(s, "podtrace.container.kind").map(str::to_owned);
+    let kind =
+        |s: &podtrace::trace::Span| attr_str(s, "podtrace.container.kind").map(str::to_owned);
     let containers: Vec<&podtrace::trace::Span> = t
         .spans
         .iter()
@@ -620,10 +621,18 @@ fn assert_causal_order(t: &podtrace::trace::Trace) {
                 .find(|s| s.parent == Some(c.span_id) && s.name == name)
         };
         if let (Some(p), Some(cr)) = (child("container.image_pull"), child("container.create")) {
-            assert!(cr.start >= p.end, "{}: create before the pull ended", t.pod.name);
+            assert!(
+                cr.start >= p.end,
+                "{}: create before the pull ended",
+                t.pod.name
+            );
         }
         if let (Some(cr), Some(st)) = (child("container.create"), child("container.start")) {
-            assert!(st.start >= cr.end, "{}: start before create ended", t.pod.name);
+            assert!(
+                st.start >= cr.end,
+                "{}: start before create ended",
+                t.pod.name
+            );
         }
     }
 }
@@ -641,7 +650,9 @@ fn multi_container_init_is_causally_ordered() {
     let migrate_create = t
         .spans
         .iter()
-        .find(|s| s.name == "container.create" && attr_str(s, "k8s.container.name") == Some("migrate"))
+        .find(|s| {
+            s.name == "container.create" && attr_str(s, "k8s.container.name") == Some("migrate")
+        })
         .unwrap();
     assert_eq!(migrate_create.start, ts("2026-11-21T10:00:04.304Z"));
     assert_eq!(migrate_create.end, migrate_create.start);
@@ -697,7 +708,11 @@ fn kubelet_spans_are_raised_to_the_scheduled_instant() {
     );
     let c = span(&t, "container.startup");
     assert_eq!(c.start, at);
-    assert_eq!(c.end, ts("2026-11-21T10:00:02Z"), "Started (:02) is after the bound");
+    assert_eq!(
+        c.end,
+        ts("2026-11-21T10:00:02Z"),
+        "Started (:02) is after the bound"
+    );
     assert!(causal(c));
     assert_eq!(
         attr_str(c, "podtrace.timing.start_source"),
@@ -716,7 +731,11 @@ fn kubelet_spans_are_raised_to_the_scheduled_instant() {
     assert_eq!(readiness.start, ts("2026-11-21T10:00:02Z"));
     assert!(!causal(readiness));
     assert!(!causal(&t.spans[0]));
-    assert!(t.spans.iter().all(|s| attr(s, "podtrace.timing.clamped").is_none()));
+    assert!(
+        t.spans
+            .iter()
+            .all(|s| attr(s, "podtrace.timing.clamped").is_none())
+    );
 }
 
 #[test]

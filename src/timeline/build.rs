@@ -6,8 +6,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use super::parse::{self, PulledMessage};
 use super::state::{
-    Failure, PodState, Source, Stamp, event_last, event_start, max_opt, min_stamp, precision,
-    raise,
+    Failure, PodState, Source, Stamp, event_last, event_start, max_opt, min_stamp, precision, raise,
 };
 use crate::ids;
 use crate::observe::{ContainerFacts, EventFacts, NodeFacts};
@@ -433,8 +432,10 @@ impl<'a> Builder<'a> {
                 }
                 match including_waiting.or(*pull) {
                     Some(d) => {
-                        let (start, m1) =
-                            raise((pe.0.checked_sub(d).unwrap_or(pe.0), "pulled.message"), floor);
+                        let (start, m1) = raise(
+                            (pe.0.checked_sub(d).unwrap_or(pe.0), "pulled.message"),
+                            floor,
+                        );
                         // Raised start: the pull still lasted the stated duration.
                         let (end, m2) = raise(pe, Some(add(start.0, d)));
                         causal |= m1 || m2;
