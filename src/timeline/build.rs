@@ -193,7 +193,7 @@ impl<'a> Builder<'a> {
         let floor = max_opt(
             floor,
             soft_floor
-                .filter(|(_, p)| *p >= precision(start.1))
+                .filter(|(_, p)| *p > precision(start.1))
                 .map(|(t, _)| t),
         );
         let (start, mut causal) = raise(start, floor);
