@@ -9,7 +9,10 @@
 //! Measured:
 //! - `parse`: bare `serde_json::Value` parsing of the same bytes (the floor);
 //! - `replay`: podtrace's reader (splitting, parsing, reduction), the engine, and the
-//!   conversion of every finished trace to an OTLP export request;
+//!   conversion of every finished trace to an OTLP export request; `*_via_value` is the same
+//!   with the reference reader, which builds a `serde_json::Value` before each typed object
+//!   (how podtrace decoded before), so the gain is measured within one run;
+//! - `reader`: the reader alone;
 //! - live heap bytes per pod in flight (N vs 2N pods mid-startup, through a counting global
 //!   allocator), and whether memory returns to the baseline once they have finished.
 //!
@@ -182,9 +185,16 @@ fn recording(pods: usize) -> (Vec<u8>, usize) {
     (out, n)
 }
 
+fn open(bytes: &Arc<[u8]>, via_value: bool) -> Inputs {
+    let sources = [Source::Bytes { name: "bench".into(), data: bytes.clone() }];
+    if via_value { Inputs::open_via_value(&sources) } else { Inputs::open(&sources) }.expect("open")
+}
+
 /// Full replay of `bytes`: reader, engine, OTLP request per finished trace. Returns spans.
-fn replay(bytes: &Arc<[u8]>) -> usize {
-    let inputs = Inputs::open(&[Source::Bytes { name: "bench".into(), data: bytes.clone() }]).expect("open");
+/// `via_value`: the reference reader, which decodes every value into a `serde_json::Value`
+/// before the typed object (what podtrace did before decoding directly).
+fn replay(bytes: &Arc<[u8]>, via_value: bool) -> usize {
+    let inputs = open(bytes, via_value);
     let mut engine = Engine::new(Config::default());
     let mut spans = 0;
     let mut finish = |t: podtrace::trace::Trace| {
@@ -290,30 +300,29 @@ fn main() {
     let t = Instant::now();
     let parsed = parse_only(&bytes);
     let parse_s = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    let spans = replay(&bytes);
-    let replay_s = t.elapsed().as_secs_f64();
-    assert_eq!(parsed, values);
-    assert!(spans >= pods * 4, "every pod should yield a trace ({spans} spans)");
-    println!(
-        "single pass: parse {:.0} events/s, replay {:.0} events/s ({spans} spans); replay/parse time ratio {:.2}",
-        values as f64 / parse_s,
-        values as f64 / replay_s,
-        replay_s / parse_s
-    );
-    // Where the time goes: the reader alone (split, parse, reduce to facts).
-    let t = Instant::now();
-    let read = Inputs::open(&[Source::Bytes { name: "bench".into(), data: bytes.clone() }])
-        .expect("open")
-        .filter(|r| matches!(r, Ok(Record::Observation { .. })))
-        .count();
-    let reader_s = t.elapsed().as_secs_f64();
-    assert_eq!(read, values);
-    println!(
-        "breakdown: reader (split + parse + reduce) {:.2}x parse time; engine + OTLP conversion {:.2}x",
-        reader_s / parse_s,
-        (replay_s - reader_s) / parse_s
-    );
+    for (label, via_value) in [("via Value (reference)", true), ("direct", false)] {
+        let t = Instant::now();
+        let spans = replay(&bytes, via_value);
+        let replay_s = t.elapsed().as_secs_f64();
+        assert_eq!(parsed, values);
+        assert!(spans >= pods * 4, "every pod should yield a trace ({spans} spans)");
+        println!(
+            "single pass, {label}: parse {:.0} events/s, replay {:.0} events/s ({spans} spans); replay/parse time ratio {:.2}",
+            values as f64 / parse_s,
+            values as f64 / replay_s,
+            replay_s / parse_s
+        );
+        // Where the time goes: the reader alone (split, parse, reduce to facts).
+        let t = Instant::now();
+        let read = open(&bytes, via_value).filter(|r| matches!(r, Ok(Record::Observation { .. }))).count();
+        let reader_s = t.elapsed().as_secs_f64();
+        assert_eq!(read, values);
+        println!(
+            "breakdown, {label}: reader (split + parse + reduce) {:.2}x parse time; engine + OTLP conversion {:.2}x",
+            reader_s / parse_s,
+            (replay_s - reader_s) / parse_s
+        );
+    }
     memory_report();
 
     let mut c = Criterion::default().configure_from_args();
@@ -321,7 +330,10 @@ fn main() {
     g.throughput(Throughput::Elements(values as u64));
     g.sample_size(10);
     g.bench_function("parse_json_values", |b| b.iter(|| parse_only(&bytes)));
-    g.bench_function("full_replay", |b| b.iter(|| replay(&bytes)));
+    g.bench_function("full_replay", |b| b.iter(|| replay(&bytes, false)));
+    g.bench_function("full_replay_via_value", |b| b.iter(|| replay(&bytes, true)));
+    g.bench_function("reader", |b| b.iter(|| open(&bytes, false).count()));
+    g.bench_function("reader_via_value", |b| b.iter(|| open(&bytes, true).count()));
     g.finish();
     c.final_summary();
 }

@@ -3,6 +3,8 @@
 //! The reconstruction (`observe` → `timeline` → `trace`) is pure: no I/O and no clock reads,
 //! so the same code runs live (`podtrace run`) and offline (`podtrace replay`).
 
+#![warn(missing_docs)]
+
 pub mod controller;
 pub mod crd;
 pub mod export;

@@ -341,6 +341,132 @@ impl Object {
     }
 }
 
+/// `apiVersion`, `kind` and `metadata.resourceVersion` of an object in JSON text, read without
+/// materialising the rest (see [`Object::peek_json_str`]). Each is `Some` only when present
+/// as a string, as `Value::as_str` would see it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObjectHead {
+    /// `apiVersion`.
+    pub api_version: Option<String>,
+    /// `kind`.
+    pub kind: Option<String>,
+    /// `metadata.resourceVersion`.
+    pub resource_version: Option<String>,
+}
+
+/// A field's raw JSON text; `null` stays `Some("null")` (unlike `Option<&RawValue>`).
+#[derive(Default)]
+struct Present<'a>(Option<&'a serde_json::value::RawValue>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Present<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <&'a serde_json::value::RawValue as serde::Deserialize>::deserialize(d).map(|r| Present(Some(r)))
+    }
+}
+
+/// The string a raw JSON value holds, if it is a string.
+fn raw_str(raw: Option<&serde_json::value::RawValue>) -> Result<Option<String>, serde_json::Error> {
+    match raw {
+        Some(r) if r.get().starts_with('"') => serde_json::from_str(r.get()).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// Whether JSON text is an object (leading whitespace allowed).
+fn is_json_object(s: &str) -> bool {
+    s.trim_start_matches([' ', '\t', '\n', '\r']).starts_with('{')
+}
+
+#[derive(serde::Deserialize)]
+struct PeekObject<'a> {
+    #[serde(rename = "apiVersion", borrow, default)]
+    api_version: Present<'a>,
+    #[serde(borrow, default)]
+    kind: Present<'a>,
+    #[serde(borrow, default)]
+    metadata: Present<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct PeekMetadata<'a> {
+    #[serde(rename = "resourceVersion", borrow, default)]
+    resource_version: Present<'a>,
+}
+
+impl Object {
+    /// Reads `apiVersion`, `kind` and `metadata.resourceVersion` from one JSON value without
+    /// building it. A value that is not an object has none of them. Errors only where the
+    /// text is not valid JSON, or has a duplicate key among the three (callers then fall back
+    /// to [`serde_json::Value`], which keeps the last).
+    pub fn peek_json_str(s: &str) -> Result<ObjectHead, serde_json::Error> {
+        if !is_json_object(s) {
+            // Still reject invalid JSON, like parsing into a Value would.
+            serde_json::from_str::<serde::de::IgnoredAny>(s)?;
+            return Ok(ObjectHead::default());
+        }
+        let p: PeekObject<'_> = serde_json::from_str(s)?;
+        let resource_version = match p.metadata.0 {
+            Some(m) if is_json_object(m.get()) => {
+                let m: PeekMetadata<'_> = serde_json::from_str(m.get())?;
+                raw_str(m.resource_version.0)?
+            }
+            _ => None,
+        };
+        Ok(ObjectHead { api_version: raw_str(p.api_version.0)?, kind: raw_str(p.kind.0)?, resource_version })
+    }
+
+    /// Decodes and reduces one object given as JSON text: the same result as
+    /// `Object::from_json(serde_json::from_str(s)?)`, without the intermediate `Value` —
+    /// the typed object is decoded straight from the text. On any decoding error the text is
+    /// decoded again through `Value`, so errors read exactly as [`Object::from_json`]'s.
+    /// Text that is not JSON at all is `Malformed { kind: "object" }`.
+    pub fn from_json_str(s: &str) -> Result<Object, ObserveError> {
+        let Ok(head) = Object::peek_json_str(s) else {
+            return Object::from_json_via_value(s);
+        };
+        Object::from_json_str_with_head(s, &head)
+    }
+
+    /// [`Object::from_json_str`] for text whose head [`Object::peek_json_str`] already read.
+    pub fn from_json_str_with_head(s: &str, head: &ObjectHead) -> Result<Object, ObserveError> {
+        let (Some(api_version), Some(kind)) = (&head.api_version, &head.kind) else {
+            return Object::from_json_via_value(s);
+        };
+        let fast = match (api_version.as_str(), kind.as_str()) {
+            ("v1", "Pod") => serde_json::from_str::<core::Pod>(s)
+                .ok()
+                .and_then(|pod| PodFacts::from_pod(&pod).ok())
+                .map(|f| Object::Pod(Box::new(f))),
+            ("v1", "Event") => serde_json::from_str::<core::Event>(s)
+                .ok()
+                .and_then(|ev| EventFacts::from_core(&ev).ok())
+                .map(|f| Object::Event(Box::new(f))),
+            ("events.k8s.io/v1", "Event") => serde_json::from_str::<events::Event>(s)
+                .ok()
+                .and_then(|ev| EventFacts::from_events_v1(&ev).ok())
+                .map(|f| Object::Event(Box::new(f))),
+            ("v1", "Node") => serde_json::from_str::<core::Node>(s)
+                .ok()
+                .and_then(|node| NodeFacts::from_node(&node).ok())
+                .map(|f| Object::Node(Box::new(f))),
+            _ => {
+                return Err(ObserveError::UnsupportedKind { api_version: api_version.clone(), kind: kind.clone() });
+            }
+        };
+        match fast {
+            Some(object) => Ok(object),
+            None => Object::from_json_via_value(s),
+        }
+    }
+
+    /// The reference path: through `Value`, for errors.
+    fn from_json_via_value(s: &str) -> Result<Object, ObserveError> {
+        let value: serde_json::Value =
+            serde_json::from_str(s).map_err(|source| ObserveError::Malformed { kind: "object", source })?;
+        Object::from_json(value)
+    }
+}
+
 fn non_empty(s: Option<&String>) -> Option<String> {
     s.filter(|s| !s.is_empty()).cloned()
 }

@@ -641,7 +641,18 @@ async fn only_selected_pods_invalid_sessions_and_deletion() {
     let ns = TestNamespace::create(&env, "ctl-sel").await;
     let other = TestNamespace::create(&env, "ctl-sel-other").await;
     // Cluster-wide on purpose: the namespace boundary must come from the session.
-    let mut ctl = ControllerProc::start(&env, &["--leader-elect=false"]);
+    // Also exercises OTLP/HTTP (the other tests export over gRPC).
+    let http_endpoint = format!("{}/v1/traces", env.otlp_http);
+    let mut ctl = ControllerProc::start(
+        &env,
+        &[
+            "--leader-elect=false",
+            "--otlp-protocol",
+            "http/protobuf",
+            "--otlp-endpoint",
+            &http_endpoint,
+        ],
+    );
     ctl.wait_ready().await;
 
     create_session(
@@ -997,16 +1008,26 @@ async fn backend_outage_is_bridged_within_the_queue_bound() {
     )
     .await;
     let dropped = ctl.metric("podtrace_traces_dropped_total").await as usize;
+    let exported_b = ctl.metric("podtrace_traces_exported_total").await as usize - 3;
+    // The backend indexes what it accepted within a moment; count arrivals until they match
+    // what the exporter reports accepted (or time out and let the assertion below report).
     let q = env.traces();
-    let mut arrived = 0usize;
-    for pod in &batch_b {
-        if q.get_trace(&trace_id_of(pod))
-            .await
-            .is_some_and(|t| !t.named("pod.startup").is_empty())
-        {
-            arrived += 1;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let arrived = loop {
+        let mut arrived = 0usize;
+        for pod in &batch_b {
+            if q.get_trace(&trace_id_of(pod))
+                .await
+                .is_some_and(|t| !t.named("pod.startup").is_empty())
+            {
+                arrived += 1;
+            }
         }
-    }
+        if arrived >= exported_b || Instant::now() >= deadline {
+            break arrived;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     println!(
         "outage beyond the bound: {arrived} of 12 arrived, {dropped} counted dropped (capacity {CAPACITY})"
     );

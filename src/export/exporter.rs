@@ -95,8 +95,8 @@ pub enum ExportError {
     HttpClient(String),
 }
 
-/// Exporter settings.
-#[derive(Clone, Debug)]
+/// Exporter settings. Its `Debug` output shows header names only: values may be API keys.
+#[derive(Clone)]
 pub struct ExportConfig {
     /// Receiver URL. gRPC: `http://host:4317`. HTTP: the full traces URL; a base URL without
     /// a `/v1/traces` path gets it appended by [`Exporter::start`].
@@ -119,6 +119,24 @@ pub struct ExportConfig {
     pub max_backoff: Duration,
     /// Deadline of one export request.
     pub timeout: Duration,
+}
+
+impl std::fmt::Debug for ExportConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<(&str, &str)> = self.headers.iter().map(|(k, _)| (k.as_str(), "<redacted>")).collect();
+        f.debug_struct("ExportConfig")
+            .field("endpoint", &self.endpoint)
+            .field("protocol", &self.protocol)
+            .field("headers", &headers)
+            .field("resource_attributes", &self.resource_attributes)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("max_batch_spans", &self.max_batch_spans)
+            .field("max_retries", &self.max_retries)
+            .field("initial_backoff", &self.initial_backoff)
+            .field("max_backoff", &self.max_backoff)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 /// Default gRPC endpoint (the OTLP specification's).
@@ -597,7 +615,7 @@ impl Worker {
                         () = tokio::time::sleep(backoff) => {}
                         () = wait_abort(s) => break Err(None),
                     }
-                    backoff = (backoff * 2).min(self.config.max_backoff);
+                    backoff = backoff.saturating_mul(2).min(self.config.max_backoff);
                 }
             }
         };
@@ -669,8 +687,10 @@ impl GrpcTransport {
         for (k, v) in &config.headers {
             let key = tonic::metadata::MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())
                 .map_err(|_| ExportError::InvalidHeader { name: k.clone(), reason: "not a valid gRPC metadata key".into() })?;
-            let value = tonic::metadata::MetadataValue::try_from(v.as_str())
+            let mut value = tonic::metadata::MetadataValue::try_from(v.as_str())
                 .map_err(|_| ExportError::InvalidHeader { name: k.clone(), reason: "value is not valid ASCII metadata".into() })?;
+            // As for HTTP: keeps the value out of any Debug output of the request.
+            value.set_sensitive(true);
             metadata.insert(key, value);
         }
         Ok(GrpcTransport { client: TraceServiceClient::new(channel), metadata })

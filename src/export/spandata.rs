@@ -62,8 +62,12 @@ fn key_values(attrs: &[Attribute]) -> Vec<KeyValue> {
     attrs.iter().map(|(k, v)| KeyValue::new(*k, otel_value(v))).collect()
 }
 
+/// OTLP carries times as u64 nanoseconds since the epoch (1970 to 2554). The proto
+/// conversion maps earlier times to 0 but wraps later ones (`as u64`), so a bogus far-future
+/// timestamp in the input would come out as an arbitrary date: clamp to the range instead.
 fn time(ts: jiff::Timestamp) -> SystemTime {
-    SystemTime::from(ts)
+    let max = jiff::Timestamp::from_nanosecond(i128::from(u64::MAX)).unwrap_or(jiff::Timestamp::MAX);
+    SystemTime::from(ts.clamp(jiff::Timestamp::UNIX_EPOCH, max))
 }
 
 /// Converts one span of `trace`. `extra` (a session's `spec.attributes`) is appended to the

@@ -34,7 +34,7 @@ impl Default for Style {
 }
 
 impl Style {
-    /// Colour when stdout is a terminal and `NO_COLOR` is unset (https://no-color.org).
+    /// Colour when stdout is a terminal and `NO_COLOR` is unset (<https://no-color.org>).
     pub fn for_stdout() -> Self {
         use std::io::IsTerminal;
         let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
@@ -52,10 +52,12 @@ pub fn human_duration(d: SignedDuration) -> String {
     let d = d.abs();
     let ms = d.as_secs_f64() * 1000.0;
     let s = if ms >= 60_000.0 {
-        let secs = d.as_secs_f64();
-        let m = (secs / 60.0).floor();
-        format!("{}m{:04.1}s", m as u64, secs - m * 60.0)
-    } else if ms >= 1000.0 {
+        // Split whole tenths of a second, not float seconds: `{:04.1}` of 59.96 s would
+        // print `60.0` and give `1m60.0s`.
+        let tenths = d.as_millis().saturating_add(50) / 100;
+        let (m, rest) = (tenths / 600, tenths % 600);
+        format!("{m}m{:02}.{}s", rest / 10, rest % 10)
+    } else if ms >= 999.5 {
         format!("{:.3}s", ms / 1000.0)
     } else if ms >= 1.0 || ms == 0.0 {
         format!("{}ms", ms.round() as u64)
@@ -96,7 +98,9 @@ fn value_text(v: &Value) -> String {
 /// Spans in display order: depth-first from the root, children by start time then input
 /// order. Spans whose parent is unknown hang off the root so nothing is hidden.
 fn tree_order(trace: &Trace) -> Vec<(usize, usize)> {
-    let Some(root) = trace.spans.first() else { return Vec::new() };
+    if trace.spans.is_empty() {
+        return Vec::new();
+    }
     let index: HashMap<SpanId, usize> = trace.spans.iter().enumerate().map(|(i, s)| (s.span_id, i)).collect();
     let mut children: Vec<Vec<usize>> = vec![Vec::new(); trace.spans.len()];
     for (i, s) in trace.spans.iter().enumerate().skip(1) {
@@ -106,17 +110,28 @@ fn tree_order(trace: &Trace) -> Vec<(usize, usize)> {
     for c in &mut children {
         c.sort_by_key(|i| (trace.spans[*i].start, *i));
     }
-    let _ = root;
     let mut out = Vec::with_capacity(trace.spans.len());
     let mut seen = vec![false; trace.spans.len()];
     let mut stack = vec![(0usize, 0usize)];
-    while let Some((i, depth)) = stack.pop() {
-        if std::mem::replace(&mut seen[i], true) {
-            continue; // a parent cycle in bad input: show each span once
+    // Spans on a parent cycle that does not reach the root (bad input) are never pushed from
+    // the root; they are started from the root's level afterwards, so nothing is hidden.
+    let mut next_orphan = 1;
+    loop {
+        while let Some((i, depth)) = stack.pop() {
+            if std::mem::replace(&mut seen[i], true) {
+                continue; // a parent cycle in bad input: show each span once
+            }
+            out.push((i, depth));
+            for c in children[i].iter().rev() {
+                stack.push((*c, depth + 1));
+            }
         }
-        out.push((i, depth));
-        for c in children[i].iter().rev() {
-            stack.push((*c, depth + 1));
+        match (next_orphan..trace.spans.len()).find(|i| !seen[*i]) {
+            Some(i) => {
+                next_orphan = i + 1;
+                stack.push((i, 1));
+            }
+            None => break,
         }
     }
     out
@@ -126,7 +141,7 @@ fn tree_order(trace: &Trace) -> Vec<(usize, usize)> {
 fn label(trace: &Trace, span: &Span) -> String {
     let mut l = span.name.to_string();
     if let Some(c) = attr(span, &["k8s.container.name", "container.name"]) {
-        let _ = write!(l, " {c}");
+        let _ = write!(l, " {}", printable(c));
     }
     if let Service::Kubelet { node } = &span.service {
         let parent_service = span
@@ -134,7 +149,7 @@ fn label(trace: &Trace, span: &Span) -> String {
             .and_then(|p| trace.spans.iter().find(|s| s.span_id == p))
             .map(|p| &p.service);
         if parent_service != Some(&span.service) {
-            let _ = write!(l, " [{node}]");
+            let _ = write!(l, " [{}]", printable(node));
         }
     }
     l
@@ -146,8 +161,10 @@ fn bar(style: &Style, root: &Span, span: &Span) -> String {
     let offset = span.start.duration_since(root.start).as_nanos().max(0) as f64;
     let len = span.duration().as_nanos().max(0) as f64;
     let from = ((offset / total) * w as f64).floor().min(w as f64 - 1.0) as usize;
+    // A child longer than the root (bad input, or a root whose end precedes its start) gives
+    // a cell count far beyond the width; the float→usize cast saturates, so add saturating.
     let cells = ((len / total) * w as f64).round() as usize;
-    let to = (from + cells.max(1)).min(w);
+    let to = from.saturating_add(cells.max(1)).min(w);
     let mut s = String::with_capacity(w * 3);
     for i in 0..w {
         s.push(if i >= from && i < to {
@@ -159,14 +176,27 @@ fn bar(style: &Style, root: &Span, span: &Span) -> String {
     s
 }
 
-/// At most `max` characters, with an ellipsis when cut.
+/// At most `max` characters, with an ellipsis when cut, and control characters escaped.
 fn shorten(s: &str, max: usize) -> String {
+    let s = printable(s);
     if s.chars().count() <= max {
-        return s.to_string();
+        return s;
     }
     let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
     out.push('…');
     out
+}
+
+/// `s` with control characters escaped (`\n`, `\u{1b}`). Names and messages come from watch
+/// streams: a newline would break the layout, and an escape sequence in an Event message
+/// must not reach the user's terminal.
+fn printable(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    s.chars()
+        .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
+        .collect()
 }
 
 /// Colour of a span by who did the work; errors are red whoever did it.
@@ -195,8 +225,8 @@ pub fn render(trace: &Trace, style: &Style) -> String {
     let _ = write!(
         out,
         "{}  {}  {}  trace {}",
-        style.paint("1", &format!("{}/{}", trace.pod.namespace, trace.pod.name)),
-        style.paint(outcome_code, &outcome),
+        style.paint("1", &printable(&format!("{}/{}", trace.pod.namespace, trace.pod.name))),
+        style.paint(outcome_code, &printable(&outcome)),
         human_duration(total),
         trace.trace_id
     );
@@ -240,7 +270,7 @@ pub fn render(trace: &Trace, style: &Style) -> String {
                 .find(|(k, _)| *k == "message" || k.ends_with(".message"))
                 .map(|(_, v)| value_text(v))
                 .unwrap_or_default();
-            let mut line = format!("{indent}· {} at +{at}", e.name);
+            let mut line = format!("{indent}· {} at +{at}", printable(&e.name));
             if !detail.is_empty() {
                 let _ = write!(line, ": {}", shorten(&detail, 90));
             }

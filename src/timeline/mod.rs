@@ -139,7 +139,15 @@ impl Engine {
             Object::Event(e) => event_times(e).collect(),
             Object::Node(_) => Vec::new(),
         };
-        times.into_iter().for_each(|t| self.bump_now(t));
+        // Object timestamps come from other components' clocks. With an observation time they
+        // may move engine time at most `grace` past it, so one kubelet with a skewed clock (or
+        // one bogus timestamp) cannot finish every pod in flight as timed out.
+        let cap = obs
+            .observed_at
+            .map(|o| o.checked_add(self.config.grace).unwrap_or(Timestamp::MAX));
+        times
+            .into_iter()
+            .for_each(|t| self.bump_now(cap.map_or(t, |c| t.min(c))));
         // Finish what this observation's time makes due before applying it, so input that
         // arrives after a trace's grace period counts as late instead of slipping in.
         let mut out = match self.now {
