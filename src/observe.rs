@@ -377,6 +377,66 @@ fn is_json_object(s: &str) -> bool {
     s.trim_start_matches([' ', '\t', '\n', '\r']).starts_with('{')
 }
 
+/// `apiVersion` and `kind` when both are strings among an object's leading keys: reading
+/// stops as soon as both were seen, so the rest of the text is neither read nor checked.
+/// `None` when one is missing, not a string, or the text is no object.
+fn leading_api_version_and_kind(s: &str) -> Option<(String, String)> {
+    use serde::de::{Deserializer as _, IgnoredAny, MapAccess, Visitor};
+
+    enum Key {
+        ApiVersion,
+        Kind,
+        Other,
+    }
+    impl<'de> serde::Deserialize<'de> for Key {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct KeyVisitor;
+            impl Visitor<'_> for KeyVisitor {
+                type Value = Key;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a key")
+                }
+                fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Key, E> {
+                    Ok(match v {
+                        "apiVersion" => Key::ApiVersion,
+                        "kind" => Key::Kind,
+                        _ => Key::Other,
+                    })
+                }
+            }
+            d.deserialize_identifier(KeyVisitor)
+        }
+    }
+    struct Head<'o>(&'o mut (Option<String>, Option<String>));
+    impl<'de> Visitor<'de> for Head<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<Key>()? {
+                match key {
+                    Key::ApiVersion => self.0.0 = Some(map.next_value()?),
+                    Key::Kind => self.0.1 = Some(map.next_value()?),
+                    Key::Other => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                if self.0.0.is_some() && self.0.1.is_some() {
+                    // Stop here: the deserializer then reports the unread rest, ignored below.
+                    return Ok(());
+                }
+            }
+            Ok(())
+        }
+    }
+    let mut out = (None, None);
+    let mut de = serde_json::Deserializer::from_str(s);
+    // Only what was read counts; errors (including the one for stopping early) do not.
+    let _ = de.deserialize_map(Head(&mut out));
+    out.0.zip(out.1)
+}
+
 #[derive(serde::Deserialize)]
 struct PeekObject<'a> {
     #[serde(rename = "apiVersion", borrow, default)]
@@ -421,10 +481,7 @@ impl Object {
     /// decoded again through `Value`, so errors read exactly as [`Object::from_json`]'s.
     /// Text that is not JSON at all is `Malformed { kind: "object" }`.
     pub fn from_json_str(s: &str) -> Result<Object, ObserveError> {
-        let Ok(head) = Object::peek_json_str(s) else {
-            return Object::from_json_via_value(s);
-        };
-        Object::from_json_str_with_head(s, &head)
+        Object::from_json_str_with_resource_version(s).0
     }
 
     /// [`Object::from_json_str`] for text whose head [`Object::peek_json_str`] already read.
@@ -457,6 +514,43 @@ impl Object {
             Some(object) => Ok(object),
             None => Object::from_json_via_value(s),
         }
+    }
+
+    /// [`Object::from_json_str`], together with the object's non-empty
+    /// `metadata.resourceVersion` when it is a string — also for objects that are unsupported
+    /// or do not decode — which is what the replay reader merges files by.
+    ///
+    /// Pods and Events (nearly all of a recording) are decoded in one pass: `apiVersion` and
+    /// `kind` are looked for only among the first keys (they usually lead), and the version
+    /// comes from the decoded object. Anything else reads the head in full first.
+    pub fn from_json_str_with_resource_version(s: &str) -> (Result<Object, ObserveError>, Option<String>) {
+        if let Some((api_version, kind)) = leading_api_version_and_kind(s) {
+            // A later duplicate `apiVersion`/`kind` that disagrees fails the typed decoding
+            // (k8s-openapi checks every occurrence), which then takes the full path below.
+            let fast = match (api_version.as_str(), kind.as_str()) {
+                ("v1", "Pod") => serde_json::from_str::<core::Pod>(s)
+                    .ok()
+                    .and_then(|pod| PodFacts::from_pod(&pod).ok())
+                    .map(|f| (f.resource_version.clone(), Object::Pod(Box::new(f)))),
+                ("v1", "Event") => serde_json::from_str::<core::Event>(s)
+                    .ok()
+                    .and_then(|ev| EventFacts::from_core(&ev).ok())
+                    .map(|f| (f.resource_version.clone(), Object::Event(Box::new(f)))),
+                ("events.k8s.io/v1", "Event") => serde_json::from_str::<events::Event>(s)
+                    .ok()
+                    .and_then(|ev| EventFacts::from_events_v1(&ev).ok())
+                    .map(|f| (f.resource_version.clone(), Object::Event(Box::new(f)))),
+                _ => None,
+            };
+            if let Some((rv, object)) = fast {
+                return (Ok(object), rv);
+            }
+        }
+        let Ok(head) = Object::peek_json_str(s) else {
+            return (Object::from_json_via_value(s), None);
+        };
+        let rv = head.resource_version.clone().filter(|v| !v.is_empty());
+        (Object::from_json_str_with_head(s, &head), rv)
     }
 
     /// The reference path: through `Value`, for errors.

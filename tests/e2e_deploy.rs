@@ -428,6 +428,8 @@ async fn controller_works_with_only_these_permissions(admin: &Client, token: &st
         .arg(kubeconfig.path())
         .arg(format!("--metrics-addr=127.0.0.1:{port}"))
         .arg(format!("--lease-namespace={ns}"))
+        // Confined to its own namespace so it never follows sessions of tests running alongside.
+        .arg(format!("--namespace={ns}"))
         .arg(format!("--identity={identity}"))
         .arg(format!("--otlp-endpoint={}", env.otlp_grpc))
         .env("RUST_LOG", "info")

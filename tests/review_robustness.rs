@@ -327,6 +327,10 @@ fn human_duration_never_prints_sixty_seconds() {
     assert_eq!(waterfall::human_duration(SignedDuration::from_millis(119_960)), "2m00.0s");
     assert_eq!(waterfall::human_duration(SignedDuration::from_millis(123_500)), "2m03.5s");
     assert_eq!(waterfall::human_duration(SignedDuration::from_micros(999_600)), "1.000s");
+    for extreme in [SignedDuration::MIN, SignedDuration::MAX] {
+        let text = waterfall::human_duration(extreme);
+        assert!(text.ends_with('s') && !text.contains("m60"), "{text}");
+    }
 }
 
 #[test]
@@ -512,4 +516,40 @@ fn future_event_timestamp_does_not_time_out_pods() {
         assert_eq!(outcomes(&traces), outcomes(&clean), "{scenario}");
     }
     assert!(checked >= 1, "only {checked} scenarios carry observation times");
+}
+
+#[test]
+fn endpoint_errors_do_not_echo_credentials() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let _guard = rt.enter();
+    for (protocol, endpoint) in [
+        (podtrace::export::exporter::Protocol::Grpc, "https://user:s3cr3t@collector:4317"),
+        (podtrace::export::exporter::Protocol::HttpProtobuf, "https://user:s3cr3t@collector:4318"),
+        (podtrace::export::exporter::Protocol::HttpProtobuf, "http://user:s3cr3t@[::1/v1/traces"),
+        (podtrace::export::exporter::Protocol::Grpc, "http://s3cr3t@col lector:4317"),
+    ] {
+        let config = ExportConfig { endpoint: endpoint.into(), protocol, ..ExportConfig::default() };
+        let e = podtrace::export::exporter::Exporter::start(config).map(|_| ()).unwrap_err();
+        let text = e.to_string();
+        assert!(!text.contains("s3cr3t"), "{text}");
+        assert!(text.contains("collector") || text.contains("::1") || text.contains("col lector"), "{text}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// The controller's parser for `spec.duration` and the `run`/`record` duration flags (a
+    /// separate, float-based implementation) must not panic either, and must agree with the
+    /// engine's exact parser on what both accept, to within float rounding.
+    #[test]
+    fn session_duration_parser_never_panics(s in durationish()) {
+        let controller = podtrace::controller::sessions::parse_go_duration(&s);
+        let _ = podtrace::record::parse_duration(&s);
+        if let (Ok(a), Some(b)) = (&controller, parse_go_duration(&s)) {
+            let diff = (a.as_nanos() - b.as_nanos()).abs();
+            let tolerance = (b.as_nanos().abs() / 1_000_000_000_000).max(1);
+            prop_assert!(diff <= tolerance, "{s:?}: controller {a:?}, engine {b:?}");
+        }
+    }
 }

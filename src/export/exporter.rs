@@ -662,6 +662,19 @@ async fn wait_abort(s: &Shared) {
     }
 }
 
+/// `endpoint` for error messages, with any `user:password@` replaced by `***@`: credentials
+/// written into the URL are as secret as header values.
+fn without_userinfo(endpoint: &str) -> String {
+    let Some((scheme, rest)) = endpoint.split_once("://") else {
+        return endpoint.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest.get(..authority_end).and_then(|a| a.rfind('@')) {
+        Some(at) => format!("{scheme}://***{}", rest.get(at..).unwrap_or("")),
+        None => endpoint.to_string(),
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Transports
 // ---------------------------------------------------------------------------------------------
@@ -674,7 +687,7 @@ struct GrpcTransport {
 impl GrpcTransport {
     fn new(config: &ExportConfig) -> Result<Self, ExportError> {
         let endpoint = config.effective_endpoint();
-        let invalid = |reason: String| ExportError::InvalidEndpoint { endpoint: endpoint.clone(), reason };
+        let invalid = |reason: String| ExportError::InvalidEndpoint { endpoint: without_userinfo(&endpoint), reason };
         if endpoint.starts_with("https://") {
             return Err(invalid("TLS is not supported by this build; use http://".into()));
         }
@@ -748,12 +761,12 @@ impl HttpTransport {
         let url = config.effective_endpoint();
         if url.starts_with("https://") {
             return Err(ExportError::InvalidEndpoint {
-                endpoint: url,
+                endpoint: without_userinfo(&url),
                 reason: "TLS is not supported by this build; use http://".into(),
             });
         }
         reqwest::Url::parse(&url)
-            .map_err(|e| ExportError::InvalidEndpoint { endpoint: url.clone(), reason: e.to_string() })?;
+            .map_err(|e| ExportError::InvalidEndpoint { endpoint: without_userinfo(&url), reason: e.to_string() })?;
         let mut headers = reqwest::header::HeaderMap::new();
         for (k, v) in &config.headers {
             let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())

@@ -49,7 +49,8 @@ impl Style {
 /// A duration for humans: `1.234s`, `850ms`, `0.4ms`, `2m03.5s`.
 pub fn human_duration(d: SignedDuration) -> String {
     let neg = d.is_negative();
-    let d = d.abs();
+    // `unsigned_abs`, not `abs`: the latter panics on `SignedDuration::MIN`.
+    let d = d.unsigned_abs();
     let ms = d.as_secs_f64() * 1000.0;
     let s = if ms >= 60_000.0 {
         // Split whole tenths of a second, not float seconds: `{:04.1}` of 59.96 s would

@@ -193,6 +193,9 @@ impl Splitter {
             }
             let mut consumed = 0;
             let mut done: Option<RawValue> = None;
+            // The bytes of a started value are copied in runs, `buf[copy_from..consumed]`,
+            // rather than one by one.
+            let mut copy_from = if started { Some(0) } else { None };
             for &b in buf {
                 if started
                     && self.line_start
@@ -203,6 +206,9 @@ impl Splitter {
                     // A new value begins in column 0 while the previous is unfinished: the
                     // previous one was truncated. Report it; restart here without consuming.
                     self.pending_start = true;
+                    if let Some(from) = copy_from.take() {
+                        bytes.extend_from_slice(&buf[from..consumed]);
+                    }
                     done = Some(RawValue {
                         bytes: std::mem::take(&mut bytes),
                         line: start_line,
@@ -255,7 +261,7 @@ impl Splitter {
                             started = true;
                             start_line = self.line;
                             depth = 1;
-                            bytes.push(b);
+                            copy_from = Some(consumed - 1);
                             continue;
                         }
                         _ => {
@@ -266,7 +272,6 @@ impl Splitter {
                         }
                     }
                 }
-                bytes.push(b);
                 if b == b'\n' {
                     self.line += 1;
                 }
@@ -286,12 +291,18 @@ impl Splitter {
                     b'}' | b']' => {
                         depth = depth.saturating_sub(1);
                         if depth == 0 {
+                            if let Some(from) = copy_from.take() {
+                                bytes.extend_from_slice(&buf[from..consumed]);
+                            }
                             done = Some(RawValue { bytes: std::mem::take(&mut bytes), line: start_line, broken: None });
                             break;
                         }
                     }
                     _ => {}
                 }
+            }
+            if let Some(from) = copy_from {
+                bytes.extend_from_slice(&buf[from..consumed]);
             }
             self.reader.consume(consumed);
             if let Some(v) = done {
@@ -472,14 +483,18 @@ impl FileReader {
         observed_at: Option<Timestamp>,
         line: u64,
     ) -> Option<(Result<Record, InputError>, Option<u64>)> {
-        let head = Object::peek_json_str(object).ok()?;
-        let rv = head.resource_version.as_deref().and_then(|v| v.parse().ok());
+        let numeric = |rv: Option<String>| rv.and_then(|v| v.parse().ok());
         let action = match action {
             Ok(a) => a,
-            Err(ObserveError::Bookmark) => return Some((Ok(Record::Skipped(Skip::Bookmark)), rv)),
+            Err(ObserveError::Bookmark) => {
+                let rv = numeric(Object::peek_json_str(object).ok()?.resource_version);
+                return Some((Ok(Record::Skipped(Skip::Bookmark)), rv));
+            }
             Err(_) => return None,
         };
-        match Object::from_json_str_with_head(object, &head) {
+        let (result, rv) = Object::from_json_str_with_resource_version(object);
+        let rv = numeric(rv);
+        match result {
             Ok(object) => Some((
                 Ok(Record::Observation { observation: Observation { action, object, observed_at }, file: self.name.clone(), line }),
                 rv,

@@ -161,8 +161,8 @@ impl<'a> Builder<'a> {
     ///
     /// Causal lower bounds: `floor` is an instant the container's work certainly follows (the
     /// scheduled instant, the previous init container done); `soft_floor` is the sandbox-ready
-    /// instant with its precision, applied only when at least as precise as the container's
-    /// own first timestamp. Steps follow each other (create after the pull, start after create).
+    /// instant with its precision, applied only when more precise than the container's own
+    /// first timestamp. Steps follow each other (create after the pull, start after create).
     #[allow(clippy::too_many_arguments)]
     fn container(
         &mut self,
@@ -765,6 +765,10 @@ pub fn build(
         };
         let mut last_started: Option<(Stamp, bool)> = None;
         let mut all_started = true;
+        // The kubelet's SyncPod starts app containers one after the other in spec order (pull,
+        // create, start, then the next), so each one's work follows the previous one's start.
+        // A container that never started gives no bound: the kubelet moved on at an unknown time.
+        let mut seq_floor = app_floor;
         for c in &pod.containers {
             let (_, done, moved) = b.container(
                 root,
@@ -774,11 +778,12 @@ pub fn build(
                 root_end,
                 failure.as_ref(),
                 failed_outcome,
-                app_floor,
+                seq_floor,
                 soft_floor,
             );
             match done {
                 Some(d) => {
+                    seq_floor = max_opt(seq_floor, Some(d.0));
                     if last_started.is_none_or(|(l, _)| d.0 > l.0) {
                         last_started = Some((d, moved));
                     }

@@ -247,6 +247,22 @@ impl Engine {
             self.stats.orphan_events_dropped += 1;
             return;
         }
+        // A newer version or a re-delivery of an event already buffered replaces it in place:
+        // it takes no new slot, so it neither evicts another event nor queues a second expiry
+        // entry (re-lists after a 410 re-deliver every event; the queue would grow with them).
+        if let Some(old) = self
+            .orphans
+            .by_pod
+            .get_mut(&uid)
+            .and_then(|list| list.iter_mut().find(|o| o.uid == e.uid))
+        {
+            if state::event_supersedes(&e, old) {
+                *old = e;
+            } else {
+                self.stats.duplicate_events += 1;
+            }
+            return;
+        }
         // Full: evict the oldest buffered event, so fresh events (most likely to belong to a
         // pod about to appear) win over stale noise.
         while self.orphans.count >= self.config.max_orphan_events {
@@ -261,17 +277,8 @@ impl Engine {
         self.orphans
             .queue
             .push_back((now, uid.clone(), e.uid.clone()));
-        let list = self.orphans.by_pod.entry(uid).or_default();
-        if let Some(old) = list.iter_mut().find(|o| o.uid == e.uid) {
-            if state::event_supersedes(&e, old) {
-                *old = e;
-            } else {
-                self.stats.duplicate_events += 1;
-            }
-        } else {
-            list.push(e);
-            self.orphans.count += 1;
-        }
+        self.orphans.by_pod.entry(uid).or_default().push(e);
+        self.orphans.count += 1;
     }
 
     fn remove_orphan(&mut self, pod: &str, event_uid: &str) -> bool {
@@ -465,5 +472,48 @@ impl Engine {
     /// Finished pod UIDs still remembered (to ignore late input).
     pub fn finished_remembered(&self) -> usize {
         self.finished.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::Action;
+
+    fn orphan_event(uid: &str, count: i32) -> Observation {
+        let t: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap_or(Timestamp::UNIX_EPOCH);
+        Observation {
+            action: Action::Added,
+            object: Object::Event(Box::new(EventFacts {
+                uid: uid.into(),
+                namespace: "ns".into(),
+                object_kind: "Pod".into(),
+                object_uid: Some("pod-not-seen-yet".into()),
+                object_name: "p".into(),
+                reason: "Pulling".into(),
+                first_timestamp: Some(t),
+                last_timestamp: Some(t),
+                count,
+                ..EventFacts::default()
+            })),
+            observed_at: Some(t),
+        }
+    }
+
+    #[test]
+    fn redelivered_orphans_take_no_slot_and_evict_nothing() {
+        let mut engine = Engine::new(Config { max_orphan_events: 2, ..Config::default() });
+        engine.observe(orphan_event("a", 1));
+        engine.observe(orphan_event("b", 1));
+        // Re-deliveries and count updates of buffered events while the buffer is full.
+        for count in [1, 2, 2, 3] {
+            engine.observe(orphan_event("a", count));
+            engine.observe(orphan_event("b", count));
+        }
+        assert_eq!(engine.orphan_events(), 2);
+        assert_eq!(engine.stats().orphan_events_dropped, 0, "an update evicted a buffered event");
+        assert_eq!(engine.orphans.queue.len(), 2, "one expiry entry per buffered event");
+        assert_eq!(engine.stats().duplicate_events, 4);
+        assert_eq!(engine.orphans.by_pod.get("pod-not-seen-yet").map(|l| l.iter().map(|e| e.count).collect::<Vec<_>>()), Some(vec![3, 3]));
     }
 }
