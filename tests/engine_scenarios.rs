@@ -664,11 +664,29 @@ fn multi_container_init_is_causally_ordered() {
         "the source still names the raised timestamp"
     );
     // Nothing needed raising against the scheduled instant here: Pulling (:02) is after it.
+    // The only other raise is `metrics`, whose 1 s events (:15) precede `app`'s start: the
+    // kubelet starts app containers one after the other, so its work follows app's start.
+    let app_started = t
+        .spans
+        .iter()
+        .find(|s| s.name == "container.start" && attr_str(s, "k8s.container.name") == Some("app"))
+        .unwrap()
+        .end;
     for s in &t.spans {
-        if s.name != "container.create" {
+        let metrics = attr_str(s, "k8s.container.name") == Some("metrics");
+        if metrics {
+            assert!(s.start >= app_started, "{} of metrics starts before app started", s.name);
+        }
+        if s.name != "container.create" && !metrics {
             assert!(!causal(s), "{} unexpectedly raised", s.name);
         }
     }
+    let metrics_startup = t
+        .spans
+        .iter()
+        .find(|s| s.name == "container.startup" && attr_str(s, "k8s.container.name") == Some("metrics"))
+        .unwrap();
+    assert!(causal(metrics_startup), "metrics should be marked as causally raised");
 }
 
 /// cached-images with the scheduler's µs `Scheduled` moved to `at`: the kubelet's 1 s

@@ -148,6 +148,14 @@ fn odd_values_read_the_same_on_both_paths() {
         r#"{"type":"ADDED","object":{"apiVersion":"v1","kind":"Event","metadata":{"uid":"e"},"involvedObject":{}}}"#.into(),
         r#"{"type":"ADDED","object":{"apiVersion":"events.k8s.io/v1","kind":"Event","metadata":{"uid":"e"},"eventTime":"nope"}}"#.into(),
         r#"{"type":"ADDED","object":{"apiVersion":"v1","kind":"Node","metadata":{"name":"n"},"status":{"nodeInfo":{"kubeletVersion":1}}}}"#.into(),
+        // apiVersion and kind last, or repeated.
+        r#"{"type":"ADDED","object":{"metadata":{"uid":"u","resourceVersion":"12"},"spec":{"containers":[]},"kind":"Pod","apiVersion":"v1"}}"#.into(),
+        r#"{"type":"ADDED","object":{"kind":"Pod","apiVersion":"v1","metadata":{"uid":"u","resourceVersion":"12"},"kind":"Pod"}}"#.into(),
+        r#"{"type":"ADDED","object":{"kind":"Pod","apiVersion":"v1","metadata":{"uid":"u"},"apiVersion":"v2"}}"#.into(),
+        r#"{"type":"ADDED","object":{"kind":"Pod","apiVersion":"v1","metadata":{"uid":"u"},"kind":7}}"#.into(),
+        r#"{"type":"ADDED","object":{"kind":"Event","apiVersion":"v1","metadata":{"uid":"u","resourceVersion":""},"involvedObject":{}}}"#.into(),
+        r#"{"type":"ADDED","object":{"kind":"Event","apiVersion":"v1","metadata":{"uid":"u","resourceVersion":"x1"},"involvedObject":{}}}"#.into(),
+        r#"{"type":"ADDED","object":{"kind":"Pod","apiVersion":"v1","metadata":{"uid":"u","resourceVersion":"5"},"metadata":{"uid":"w","resourceVersion":"6"}}}"#.into(),
         format!(r#"{{"apiVersion":"v1","kind":"List","items":[{pod},{pod}]}}"#),
         format!(r#"{{"apiVersion":"v1","kind":"PodList","items":[{pod},5,{pod}]}}"#),
         format!(r#"{{"apiVersion":"v1","kind":"List","items":{pod}}}"#),
@@ -177,6 +185,19 @@ fn odd_values_read_the_same_on_both_paths() {
 
 fn pretty_or_same(s: &str) -> String {
     serde_json::from_str::<Value>(s).map(|v| serde_json::to_string_pretty(&v).unwrap()).unwrap_or_else(|_| s.into())
+}
+
+#[test]
+fn resource_version_comes_with_the_object_whatever_its_kind() {
+    let rv = |s: &str| Object::from_json_str_with_resource_version(s).1;
+    assert_eq!(rv(r#"{"apiVersion":"v1","kind":"Pod","metadata":{"uid":"u","resourceVersion":"42"}}"#).as_deref(), Some("42"));
+    assert_eq!(rv(r#"{"apiVersion":"v1","kind":"Node","metadata":{"name":"n","resourceVersion":"43"}}"#).as_deref(), Some("43"));
+    assert_eq!(rv(r#"{"apiVersion":"v1","kind":"Secret","metadata":{"resourceVersion":"44"}}"#).as_deref(), Some("44"));
+    // Does not decode (no uid), still has a version.
+    assert_eq!(rv(r#"{"apiVersion":"v1","kind":"Pod","metadata":{"resourceVersion":"45"}}"#).as_deref(), Some("45"));
+    assert_eq!(rv(r#"{"apiVersion":"v1","kind":"Pod","metadata":{"uid":"u","resourceVersion":""}}"#), None);
+    assert_eq!(rv(r#"{"apiVersion":"v1","kind":"Pod","metadata":{"uid":"u","resourceVersion":46}}"#), None);
+    assert_eq!(rv("[1]"), None);
 }
 
 #[test]
