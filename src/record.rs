@@ -6,7 +6,8 @@
 //! changes as ADDED/MODIFIED/DELETED. kube-runtime's watcher merges ADDED and MODIFIED into
 //! one "applied" event, so the type is recovered from whether the object's uid was already
 //! seen on that stream (a re-list after a 410 writes the objects again as ADDED, which replay
-//! treats as an update). `managedFields` are stripped; Secrets are never read.
+//! treats as an update). `managedFields`, container env, commands, args, exec hooks/probes and
+//! the last-applied annotation are stripped (see [`scrub`]); Secrets are never read.
 //!
 //! Writing happens on one plain thread fed by a channel, so slow disks never stall a watch.
 
@@ -28,7 +29,9 @@ use serde::de::DeserializeOwned;
 #[derive(clap::Args, Debug)]
 pub struct RecordArgs {
     /// Kubeconfig file to use (default: in-cluster, then KUBECONFIG / ~/.kube/config).
-    #[arg(long, env = "KUBECONFIG")]
+    // Deliberately no `env = "KUBECONFIG"`: kube reads that variable itself, including
+    // colon-separated lists, and setting it here would also skip the in-cluster config.
+    #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
     /// Kubeconfig context to use (default: the current context).
     #[arg(long)]
@@ -195,10 +198,18 @@ where
             }
         };
         obj.meta_mut().managed_fields = None;
+        let mut value = match serde_json::to_value(&obj) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(kind, error = %e, "could not serialise an object; skipped");
+                continue;
+            }
+        };
+        scrub(&mut value);
         let line = Line {
             kind: verb,
             observed_at: observed_now(),
-            object: &obj,
+            object: &value,
         };
         match serde_json::to_string(&line) {
             Ok(s) => {
@@ -207,6 +218,40 @@ where
                 }
             }
             Err(e) => tracing::warn!(kind, error = %e, "could not serialise an object; skipped"),
+        }
+    }
+}
+
+/// Annotation in which `kubectl apply` repeats the whole applied object, env included.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Removes what a recording attached to a bug report must never carry: container environment
+/// (values and references), command lines and arguments, lifecycle hooks and exec probes
+/// (commands again), and the last-applied annotation that repeats all of them. podtrace
+/// needs none of it to rebuild a startup.
+pub fn scrub(object: &mut serde_json::Value) {
+    if let Some(annotations) = object
+        .pointer_mut("/metadata/annotations")
+        .and_then(|a| a.as_object_mut())
+    {
+        annotations.remove(LAST_APPLIED);
+    }
+    let Some(spec) = object.get_mut("spec").and_then(|s| s.as_object_mut()) else {
+        return;
+    };
+    for list in ["containers", "initContainers", "ephemeralContainers"] {
+        let Some(containers) = spec.get_mut(list).and_then(|c| c.as_array_mut()) else {
+            continue;
+        };
+        for c in containers.iter_mut().filter_map(|c| c.as_object_mut()) {
+            for key in ["env", "envFrom", "command", "args", "lifecycle"] {
+                c.remove(key);
+            }
+            for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+                if let Some(p) = c.get_mut(probe).and_then(|p| p.as_object_mut()) {
+                    p.remove("exec");
+                }
+            }
         }
     }
 }
@@ -263,5 +308,34 @@ mod tests {
         assert_eq!(v["type"], "ADDED");
         assert_eq!(v["object"]["kind"], "Pod");
         assert_eq!(v["object"]["apiVersion"], "v1");
+    }
+
+    #[test]
+    fn scrub_removes_env_commands_and_last_applied() {
+        let mut pod = serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "annotations": {
+                "kubectl.kubernetes.io/last-applied-configuration": "{\"env\":\"SECRET\"}",
+                "keep": "me"}},
+            "spec": {
+                "initContainers": [{"name": "i", "image": "busybox", "command": ["sh", "-c", "SECRET"]}],
+                "containers": [{"name": "c", "image": "nginx",
+                    "env": [{"name": "TOKEN", "value": "SECRET"}],
+                    "envFrom": [{"secretRef": {"name": "s"}}],
+                    "args": ["--password=SECRET"],
+                    "lifecycle": {"postStart": {"exec": {"command": ["SECRET"]}}},
+                    "livenessProbe": {"exec": {"command": ["SECRET"]}, "periodSeconds": 5}}]
+            }
+        });
+        scrub(&mut pod);
+        let text = pod.to_string();
+        assert!(!text.contains("SECRET"), "left behind: {text}");
+        assert!(!text.contains("secretRef"), "left behind: {text}");
+        assert_eq!(pod.pointer("/metadata/annotations/keep"), Some(&serde_json::json!("me")));
+        assert_eq!(pod.pointer("/spec/containers/0/image"), Some(&serde_json::json!("nginx")));
+        assert_eq!(
+            pod.pointer("/spec/containers/0/livenessProbe/periodSeconds"),
+            Some(&serde_json::json!(5))
+        );
     }
 }

@@ -30,65 +30,7 @@ pub enum Error {
     MissingMetadata(&'static str),
 }
 
-/// Why a Go duration string was refused.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum DurationError {
-    /// Empty string.
-    #[error("empty duration")]
-    Empty,
-    /// Not of the form `<number><unit>…`.
-    #[error("invalid duration {0:?}: expected e.g. 90s, 30m or 1h30m")]
-    Syntax(String),
-    /// Too large to represent.
-    #[error("duration {0:?} is too large")]
-    Overflow(String),
-}
-
-/// Parses a Go duration (`1h30m`, `90s`, `1.5h`, `250ms`); a leading `-` is accepted.
-pub fn parse_go_duration(input: &str) -> Result<SignedDuration, DurationError> {
-    let (neg, mut s) = match input.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, input.strip_prefix('+').unwrap_or(input)),
-    };
-    if s.is_empty() {
-        return Err(DurationError::Empty);
-    }
-    if s == "0" {
-        return Ok(SignedDuration::ZERO);
-    }
-    let syntax = || DurationError::Syntax(input.to_string());
-    let mut total: f64 = 0.0;
-    while !s.is_empty() {
-        let num_len = s
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(s.len());
-        let (num, rest) = s.split_at(num_len);
-        if num.is_empty() || num == "." || num.matches('.').count() > 1 {
-            return Err(syntax());
-        }
-        let value: f64 = num.parse().map_err(|_| syntax())?;
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let (unit, rest) = rest.split_at(unit_len);
-        let nanos_per = match unit {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return Err(syntax()),
-        };
-        total += value * nanos_per;
-        s = rest;
-    }
-    if !total.is_finite() || total > i64::MAX as f64 {
-        return Err(DurationError::Overflow(input.to_string()));
-    }
-    let nanos = total.round() as i64;
-    Ok(SignedDuration::from_nanos(if neg { -nanos } else { nanos }))
-}
+pub use crate::timeline::parse::{DurationError, go_duration as parse_go_duration};
 
 /// A validated label selector.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -84,9 +84,9 @@ pub struct ReplayArgs {
     pub files: Vec<String>,
 }
 
-/// Parses durations such as `10s`, `1m30s`, `500ms`, `2h` (and ISO 8601 `PT10S`).
+/// Parses Go durations such as `10s`, `1m30s`, `500ms`, `2h` (the form the CRD uses too).
 pub fn parse_duration(s: &str) -> Result<SignedDuration, String> {
-    let d: SignedDuration = s.trim().parse().map_err(|e| format!("invalid duration {s:?}: {e}"))?;
+    let d = crate::timeline::parse::go_duration(s).map_err(|e| e.to_string())?;
     if d.is_negative() {
         return Err(format!("duration {s:?} is negative"));
     }

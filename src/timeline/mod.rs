@@ -158,8 +158,12 @@ impl Engine {
             Object::Pod(p) => {
                 self.on_pod(obs.action, *p, obs.observed_at);
             }
-            Object::Event(e) => {
+            Object::Event(mut e) => {
                 if obs.action != Action::Deleted {
+                    // Redacted on the way in, so no span, status or log downstream can see it.
+                    if let Some(m) = parse::redact_event_message(&e.message) {
+                        e.message = m;
+                    }
                     self.on_event(*e);
                 }
             }

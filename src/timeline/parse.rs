@@ -2,16 +2,37 @@
 
 use jiff::SignedDuration;
 
-/// Parses a Go `time.Duration` string (`812ms`, `2.304s`, `1m3.5s`, `1h2m`, `750µs`, `10ns`).
-/// Returns None for anything Go would reject, and for negative or absurdly large values.
-pub fn parse_go_duration(s: &str) -> Option<SignedDuration> {
-    let s = s.trim();
+/// Why a Go duration string was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DurationError {
+    /// Empty string.
+    #[error("empty duration")]
+    Empty,
+    /// Not of the form `<number><unit>…`.
+    #[error("invalid duration {0:?}: expected e.g. 90s, 30m or 1h30m")]
+    Syntax(String),
+    /// Too large to represent.
+    #[error("duration {0:?} is too large")]
+    Overflow(String),
+}
+
+/// Parses a Go `time.Duration` string (`812ms`, `2.304s`, `1m3.5s`, `1h2m`, `750µs`, `10ns`,
+/// an optional leading sign), exactly: integer nanoseconds, no floating point, so `2.304s` is
+/// 2304 ms and not 2303.999… The one parser for kubelet messages, specs and CLI flags.
+pub fn go_duration(input: &str) -> Result<SignedDuration, DurationError> {
+    let trimmed = input.trim();
+    let (neg, s) = match trimmed.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, trimmed.strip_prefix('+').unwrap_or(trimmed)),
+    };
     if s.is_empty() {
-        return None;
+        return Err(DurationError::Empty);
     }
     if s == "0" {
-        return Some(SignedDuration::ZERO);
+        return Ok(SignedDuration::ZERO);
     }
+    let syntax = || DurationError::Syntax(input.to_string());
+    let overflow = || DurationError::Overflow(input.to_string());
     let mut rest = s;
     let mut total: i128 = 0;
     while !rest.is_empty() {
@@ -20,7 +41,7 @@ pub fn parse_go_duration(s: &str) -> Option<SignedDuration> {
             .unwrap_or(rest.len());
         let (num, tail) = rest.split_at(num_len);
         if num.is_empty() || num.matches('.').count() > 1 || num == "." {
-            return None;
+            return Err(syntax());
         }
         let unit_len = tail
             .find(|c: char| c.is_ascii_digit() || c == '.')
@@ -33,29 +54,98 @@ pub fn parse_go_duration(s: &str) -> Option<SignedDuration> {
             "s" => 1_000_000_000,
             "m" => 60_000_000_000,
             "h" => 3_600_000_000_000,
-            _ => return None,
+            _ => return Err(syntax()),
         };
         let (int_part, frac_part) = num.split_once('.').unwrap_or((num, ""));
-        if int_part.len() > 12 || frac_part.len() > 18 {
-            return None;
+        if int_part.len() > 12 {
+            return Err(overflow());
         }
+        // Digits past nanoseconds cannot change the result; Go ignores them too.
+        let frac_part = frac_part.get(..18).unwrap_or(frac_part);
         let int: i128 = if int_part.is_empty() {
             0
         } else {
-            int_part.parse().ok()?
+            int_part.parse().map_err(|_| syntax())?
         };
-        let mut value = int.checked_mul(unit_ns)?;
+        let mut value = int.checked_mul(unit_ns).ok_or_else(overflow)?;
         if !frac_part.is_empty() {
-            let frac: i128 = frac_part.parse().ok()?;
-            let scale = 10i128.checked_pow(u32::try_from(frac_part.len()).ok()?)?;
-            value = value.checked_add(frac.checked_mul(unit_ns)? / scale)?;
+            let frac: i128 = frac_part.parse().map_err(|_| syntax())?;
+            let scale = 10i128
+                .checked_pow(u32::try_from(frac_part.len()).map_err(|_| syntax())?)
+                .ok_or_else(overflow)?;
+            let part = frac.checked_mul(unit_ns).ok_or_else(overflow)? / scale;
+            value = value.checked_add(part).ok_or_else(overflow)?;
         }
-        total = total.checked_add(value)?;
+        total = total.checked_add(value).ok_or_else(overflow)?;
         rest = tail;
     }
-    let secs = i64::try_from(total / 1_000_000_000).ok()?;
-    let nanos = i32::try_from(total % 1_000_000_000).ok()?;
-    Some(SignedDuration::new(secs, nanos))
+    if neg {
+        total = -total;
+    }
+    let secs = i64::try_from(total / 1_000_000_000).map_err(|_| overflow())?;
+    let nanos = i32::try_from(total % 1_000_000_000).map_err(|_| overflow())?;
+    Ok(SignedDuration::new(secs, nanos))
+}
+
+/// What replaces redacted event text.
+pub const REDACTED: &str = "[redacted]";
+
+/// Redacts the parts of a kubelet event message that can carry a container's command line or
+/// an exec probe's output, which podtrace must never export: the quoted executable after
+/// `exec: ` in runtime errors, and a failed probe's output unless it is one of the kubelet's
+/// own HTTP/TCP/gRPC probe messages (status codes and connection errors). Returns None when
+/// nothing needed redacting.
+pub fn redact_event_message(msg: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut changed = false;
+    // Probe failures: "<Liveness|Readiness|Startup> probe failed|errored: <detail>".
+    for kind in ["Liveness", "Readiness", "Startup"] {
+        for verb in ["failed", "errored"] {
+            let prefix = format!("{kind} probe {verb}: ");
+            if let Some(detail) = msg.strip_prefix(prefix.as_str()) {
+                const KUBELET_OWN: &[&str] = &[
+                    "HTTP probe failed",
+                    "Get \"",
+                    "Head \"",
+                    "dial tcp",
+                    "timeout: failed to connect service",
+                    "rpc error",
+                ];
+                if KUBELET_OWN.iter().any(|p| detail.starts_with(p)) {
+                    return None;
+                }
+                return Some(format!("{prefix}{REDACTED}"));
+            }
+        }
+    }
+    let mut rest = msg;
+    while let Some(i) = rest.find("exec: \"") {
+        let (head, tail) = rest.split_at(i + "exec: \"".len());
+        out.push_str(head);
+        match tail.find('"') {
+            Some(end) => {
+                out.push_str(REDACTED);
+                rest = tail.get(end..).unwrap_or("");
+            }
+            None => {
+                out.push_str(REDACTED);
+                out.push('"');
+                rest = "";
+            }
+        }
+        changed = true;
+    }
+    if !changed {
+        return None;
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+/// [`go_duration`] for figures in kubelet messages: None for anything Go would reject, and for
+/// negative or absurdly large values.
+pub fn parse_go_duration(s: &str) -> Option<SignedDuration> {
+    go_duration(s).ok().filter(|d| !d.is_negative())
 }
 
 /// What a kubelet `Pulled` message says.
@@ -293,5 +383,34 @@ mod tests {
             Some("node-1".into())
         );
         assert_eq!(node_from_scheduled_message("nothing"), None);
+    }
+
+    #[test]
+    fn event_messages_lose_commands_and_probe_output() {
+        let runtime = "Error: failed to create containerd task: OCI runtime create failed: \
+                       runc create failed: unable to start container process: exec: \"/bin/app --token=abc\": \
+                       stat /bin/app: no such file or directory: unknown";
+        let r = redact_event_message(runtime).unwrap();
+        assert!(!r.contains("token=abc"), "{r}");
+        assert!(r.contains("exec: \"[redacted]\": stat"), "{r}");
+        assert_eq!(
+            redact_event_message("Liveness probe failed: cat: can't open '/tmp/healthy': password=hunter2"),
+            Some("Liveness probe failed: [redacted]".to_string())
+        );
+        assert_eq!(
+            redact_event_message("Readiness probe errored: command \"sh -c check --key=k\" timed out"),
+            Some("Readiness probe errored: [redacted]".to_string())
+        );
+        for kept in [
+            "Readiness probe failed: HTTP probe failed with statuscode: 503",
+            "Liveness probe failed: Get \"http://10.0.0.5:8080/healthz\": dial tcp 10.0.0.5:8080: connect: connection refused",
+            "Startup probe failed: dial tcp 10.0.0.5:5432: connect: connection refused",
+            "Back-off restarting failed container app in pod web_shop(uid)",
+            "Successfully pulled image \"nginx:1.27\" in 812ms (2.304s including waiting). Image size: 1 bytes.",
+        ] {
+            assert_eq!(redact_event_message(kept), None, "{kept}");
+        }
+        // An unterminated quote still hides everything after it.
+        assert_eq!(redact_event_message("exec: \"/bin/x --a"), Some("exec: \"[redacted]\"".to_string()));
     }
 }
