@@ -196,7 +196,21 @@ impl Splitter {
             // The bytes of a started value are copied in runs, `buf[copy_from..consumed]`,
             // rather than one by one.
             let mut copy_from = if started { Some(0) } else { None };
-            for &b in buf {
+            while consumed < buf.len() {
+                if in_string && !escaped && !self.line_start {
+                    // Inside a string (so `started`): nothing but `"`, `\\` and a newline
+                    // changes any state, so skip straight to the next of those.
+                    let plain = buf[consumed..]
+                        .iter()
+                        .position(|&c| c == b'"' || c == b'\\' || c == b'\n')
+                        .unwrap_or(buf.len() - consumed);
+                    if plain > 0 {
+                        consumed += plain;
+                        self.pending_start = false;
+                        continue;
+                    }
+                }
+                let b = buf[consumed];
                 if started
                     && self.line_start
                     && b == b'{'
@@ -349,6 +363,9 @@ struct Envelope<'a> {
     items: Present<'a>,
 }
 
+/// A record with its numeric resourceVersion (if any).
+type KeyedRecord = (Result<Record, InputError>, Option<u64>);
+
 /// Reads one file into records, expanding Lists.
 pub struct FileReader {
     name: Arc<str>,
@@ -432,7 +449,7 @@ impl FileReader {
     /// value that is not an object, a watch event without a string `type` or `object`, an
     /// unreadable `observedAt`, ERROR events, an object that does not decode, duplicate
     /// keys…): the caller then takes the `Value` path, so errors read exactly as before.
-    fn expand_fast(&self, raw: &RawValue) -> Option<Vec<(Result<Record, InputError>, Option<u64>)>> {
+    fn expand_fast(&self, raw: &RawValue) -> Option<Vec<KeyedRecord>> {
         let text = std::str::from_utf8(&raw.bytes).ok()?;
         if !text.starts_with('{') {
             return None;
