@@ -363,6 +363,19 @@ struct Envelope<'a> {
     items: Present<'a>,
 }
 
+/// A leading `,"observedAt":"<RFC 3339>"` (no escapes) and what follows it; no time and the
+/// text unchanged when there is none. `None` when it is there but unreadable.
+fn compact_observed_at(text: &str) -> Option<(Option<Timestamp>, &str)> {
+    let Some(rest) = text.strip_prefix(",\"observedAt\":\"") else {
+        return Some((None, text));
+    };
+    let (at, rest) = rest.split_once('"')?;
+    if at.contains('\\') {
+        return None;
+    }
+    Some((Some(at.parse().ok()?), rest))
+}
+
 /// A record with its numeric resourceVersion (if any).
 type KeyedRecord = (Result<Record, InputError>, Option<u64>);
 
@@ -454,8 +467,22 @@ impl FileReader {
         if !text.starts_with('{') {
             return None;
         }
-        let env: Envelope<'_> = serde_json::from_str(text).ok()?;
         let line = raw.line;
+        // What `kubectl --output-watch-events -o json` and `podtrace record` write, byte for
+        // byte: `{"type":"ADDED","object":{…}}`, `{"type":"ADDED","observedAt":"…","object":{…}}`.
+        // Then the object text is known without reading the envelope; it is valid JSON exactly
+        // when the whole value is (decoding it checks).
+        if let Some(rest) = text.strip_prefix("{\"type\":\"")
+            && let Some((kind, rest)) = rest.split_once('"')
+            && kind.bytes().all(|b| b.is_ascii_uppercase())
+            && let Some((observed_at, rest)) = compact_observed_at(rest)
+            && let Some(object) = rest.strip_prefix(",\"object\":").and_then(|o| o.strip_suffix('}'))
+            && let Ok(action) = Action::from_watch_type(kind)
+            && let Some(record) = self.object_fast(Ok(action), object, observed_at, line)
+        {
+            return Some(vec![record]);
+        }
+        let env: Envelope<'_> = serde_json::from_str(text).ok()?;
         if let Some(kind) = env.kind_of_event.0 {
             if !kind.get().starts_with('"') {
                 return None;
