@@ -284,6 +284,14 @@ impl Action {
     }
 }
 
+/// Decodes a JSON value into a typed Kubernetes object, naming the kind when it does not fit.
+fn typed<T: serde::de::DeserializeOwned>(
+    value: serde_json::Value,
+    kind: &'static str,
+) -> Result<T, ObserveError> {
+    serde_json::from_value(value).map_err(|source| ObserveError::Malformed { kind, source })
+}
+
 impl Object {
     /// Decodes and reduces one object, dispatching on `apiVersion` and `kind`.
     pub fn from_json(value: serde_json::Value) -> Result<Object, ObserveError> {
@@ -305,35 +313,19 @@ impl Object {
             .to_string();
         match (api_version.as_str(), kind.as_str()) {
             ("v1", "Pod") => {
-                let pod: core::Pod =
-                    serde_json::from_value(value).map_err(|source| ObserveError::Malformed {
-                        kind: "Pod",
-                        source,
-                    })?;
+                let pod: core::Pod = typed(value, "Pod")?;
                 Ok(Object::Pod(Box::new(PodFacts::from_pod(&pod)?)))
             }
             ("v1", "Event") => {
-                let ev: core::Event =
-                    serde_json::from_value(value).map_err(|source| ObserveError::Malformed {
-                        kind: "Event",
-                        source,
-                    })?;
+                let ev: core::Event = typed(value, "Event")?;
                 Ok(Object::Event(Box::new(EventFacts::from_core(&ev)?)))
             }
             ("events.k8s.io/v1", "Event") => {
-                let ev: events::Event =
-                    serde_json::from_value(value).map_err(|source| ObserveError::Malformed {
-                        kind: "Event",
-                        source,
-                    })?;
+                let ev: events::Event = typed(value, "Event")?;
                 Ok(Object::Event(Box::new(EventFacts::from_events_v1(&ev)?)))
             }
             ("v1", "Node") => {
-                let node: core::Node =
-                    serde_json::from_value(value).map_err(|source| ObserveError::Malformed {
-                        kind: "Node",
-                        source,
-                    })?;
+                let node: core::Node = typed(value, "Node")?;
                 Ok(Object::Node(Box::new(NodeFacts::from_node(&node)?)))
             }
             _ => Err(ObserveError::UnsupportedKind { api_version, kind }),
