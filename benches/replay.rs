@@ -55,7 +55,10 @@ unsafe impl GlobalAlloc for Counting {
         // SAFETY: same contract as the caller's.
         let p = unsafe { System.realloc(ptr, layout, new_size) };
         if !p.is_null() {
-            LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+            LIVE.fetch_add(
+                new_size as isize - layout.size() as isize,
+                Ordering::Relaxed,
+            );
         }
         p
     }
@@ -70,7 +73,10 @@ fn live() -> isize {
 
 /// Pods in the recording (`PODTRACE_BENCH_PODS` overrides, e.g. for a quick check).
 fn pods() -> usize {
-    std::env::var("PODTRACE_BENCH_PODS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000)
+    std::env::var("PODTRACE_BENCH_PODS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000)
 }
 const NODES: usize = 50;
 
@@ -131,32 +137,72 @@ fn pod_values(i: usize, t0: Timestamp) -> Vec<(Timestamp, u8, Value)> {
     let running = json!([{"name":"web","image":image,"imageID":format!("{image}@sha256:0123456789abcdef"),"ready":true,"restartCount":0,"started":true,
         "containerID":format!("containerd://{uid}"),"state":{"running":{"startedAt":ts(started)}}}]);
     vec![
-        (created, 0, json!({"type":"ADDED","object":pod(None, json!({"phase":"Pending","qosClass":"Burstable"}))})),
-        (scheduled, 0, json!({"type":"ADDED","object":{"apiVersion":"v1","kind":"Event",
+        (
+            created,
+            0,
+            json!({"type":"ADDED","object":pod(None, json!({"phase":"Pending","qosClass":"Burstable"}))}),
+        ),
+        (
+            scheduled,
+            0,
+            json!({"type":"ADDED","object":{"apiVersion":"v1","kind":"Event",
             "metadata":{"name":format!("{name}.sched"),"namespace":"shop","uid":format!("ev-{i}-s"),"creationTimestamp":ts(scheduled)},
             "involvedObject":{"kind":"Pod","namespace":"shop","name":name,"uid":uid,"apiVersion":"v1"},
             "reason":"Scheduled","message":format!("Successfully assigned shop/{name} to {node}"),"source":{},
             "firstTimestamp":null,"lastTimestamp":null,"type":"Normal","eventTime":ts_micro(scheduled),
-            "action":"Binding","reportingComponent":"default-scheduler","reportingInstance":"default-scheduler-cp-1"}})),
-        (scheduled, 0, json!({"type":"MODIFIED","object":pod(Some(&node), json!({"phase":"Pending","qosClass":"Burstable",
-            "conditions":[cond("PodScheduled","True",scheduled)]}))})),
-        (scheduled + ms(100), 0, json!({"type":"MODIFIED","object":pod(Some(&node), json!({"phase":"Pending","qosClass":"Burstable",
+            "action":"Binding","reportingComponent":"default-scheduler","reportingInstance":"default-scheduler-cp-1"}}),
+        ),
+        (
+            scheduled,
+            0,
+            json!({"type":"MODIFIED","object":pod(Some(&node), json!({"phase":"Pending","qosClass":"Burstable",
+            "conditions":[cond("PodScheduled","True",scheduled)]}))}),
+        ),
+        (
+            scheduled + ms(100),
+            0,
+            json!({"type":"MODIFIED","object":pod(Some(&node), json!({"phase":"Pending","qosClass":"Burstable",
             "hostIP":"10.0.0.1","startTime":ts(scheduled),"containerStatuses":waiting,
             "conditions":[cond("PodReadyToStartContainers","False",scheduled),cond("Initialized","True",scheduled),
-                cond("Ready","False",scheduled),cond("ContainersReady","False",scheduled),cond("PodScheduled","True",scheduled)]}))})),
-        (scheduled + ms(150), 0, json!({"type":"ADDED","object":kubelet_event(1, "Pulling", format!("Pulling image \"{image}\""), scheduled + ms(150))})),
-        (pulled, 1, json!({"type":"ADDED","object":kubelet_event(2, "Pulled",
-            format!("Successfully pulled image \"{image}\" in 1.2s (1.2s including waiting). Image size: 61512940 bytes."), pulled)})),
-        (pulled + ms(50), 1, json!({"type":"ADDED","object":kubelet_event(3, "Created", "Created container: web".into(), pulled + ms(50))})),
-        (started, 1, json!({"type":"ADDED","object":kubelet_event(4, "Started", "Started container web".into(), started)})),
-        (started, 1, json!({"type":"MODIFIED","object":pod(Some(&node), json!({"phase":"Running","qosClass":"Burstable",
+                cond("Ready","False",scheduled),cond("ContainersReady","False",scheduled),cond("PodScheduled","True",scheduled)]}))}),
+        ),
+        (
+            scheduled + ms(150),
+            0,
+            json!({"type":"ADDED","object":kubelet_event(1, "Pulling", format!("Pulling image \"{image}\""), scheduled + ms(150))}),
+        ),
+        (
+            pulled,
+            1,
+            json!({"type":"ADDED","object":kubelet_event(2, "Pulled",
+            format!("Successfully pulled image \"{image}\" in 1.2s (1.2s including waiting). Image size: 61512940 bytes."), pulled)}),
+        ),
+        (
+            pulled + ms(50),
+            1,
+            json!({"type":"ADDED","object":kubelet_event(3, "Created", "Created container: web".into(), pulled + ms(50))}),
+        ),
+        (
+            started,
+            1,
+            json!({"type":"ADDED","object":kubelet_event(4, "Started", "Started container web".into(), started)}),
+        ),
+        (
+            started,
+            1,
+            json!({"type":"MODIFIED","object":pod(Some(&node), json!({"phase":"Running","qosClass":"Burstable",
             "hostIP":"10.0.0.1","podIP":"10.244.1.5","startTime":ts(scheduled),"containerStatuses":running.clone(),
             "conditions":[cond("PodReadyToStartContainers","True",started),cond("Initialized","True",scheduled),
-                cond("Ready","False",scheduled),cond("ContainersReady","False",scheduled),cond("PodScheduled","True",scheduled)]}))})),
-        (ready, 1, json!({"type":"MODIFIED","object":pod(Some(&node), json!({"phase":"Running","qosClass":"Burstable",
+                cond("Ready","False",scheduled),cond("ContainersReady","False",scheduled),cond("PodScheduled","True",scheduled)]}))}),
+        ),
+        (
+            ready,
+            1,
+            json!({"type":"MODIFIED","object":pod(Some(&node), json!({"phase":"Running","qosClass":"Burstable",
             "hostIP":"10.0.0.1","podIP":"10.244.1.5","startTime":ts(scheduled),"containerStatuses":running,
             "conditions":[cond("PodReadyToStartContainers","True",started),cond("Initialized","True",scheduled),
-                cond("Ready","True",ready),cond("ContainersReady","True",ready),cond("PodScheduled","True",scheduled)]}))})),
+                cond("Ready","True",ready),cond("ContainersReady","True",ready),cond("PodScheduled","True",scheduled)]}))}),
+        ),
     ]
 }
 
@@ -186,8 +232,16 @@ fn recording(pods: usize) -> (Vec<u8>, usize) {
 }
 
 fn open(bytes: &Arc<[u8]>, via_value: bool) -> Inputs {
-    let sources = [Source::Bytes { name: "bench".into(), data: bytes.clone() }];
-    if via_value { Inputs::open_via_value(&sources) } else { Inputs::open(&sources) }.expect("open")
+    let sources = [Source::Bytes {
+        name: "bench".into(),
+        data: bytes.clone(),
+    }];
+    if via_value {
+        Inputs::open_via_value(&sources)
+    } else {
+        Inputs::open(&sources)
+    }
+    .expect("open")
 }
 
 /// Full replay of `bytes`: reader, engine, OTLP request per finished trace. Returns spans.
@@ -199,7 +253,12 @@ fn replay(bytes: &Arc<[u8]>, via_value: bool) -> usize {
     let mut spans = 0;
     let mut finish = |t: podtrace::trace::Trace| {
         let req = podtrace::export::proto::request([(&t, &[][..])], &[]);
-        spans += req.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum::<usize>();
+        spans += req
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum::<usize>();
         black_box(req);
     };
     for r in inputs {
@@ -228,7 +287,13 @@ fn observe_value(engine: &mut Engine, v: Value) -> usize {
     let action = Action::from_watch_type(v["type"].as_str().unwrap_or("")).expect("watch type");
     let Value::Object(mut m) = v else { return 0 };
     let object = Object::from_json(m.remove("object").unwrap_or(Value::Null)).expect("object");
-    engine.observe(Observation { action, object, observed_at: None }).len()
+    engine
+        .observe(Observation {
+            action,
+            object,
+            observed_at: None,
+        })
+        .len()
 }
 
 /// Live bytes attributable to pods held mid-startup (N, then 2N), and after they finished —
@@ -240,8 +305,19 @@ fn memory_report() {
     // held by the benchmark itself is outside the measurement.
     let per_pod: Vec<Vec<(u8, String)>> = (0..4 * n)
         // The second batch starts after the first one's grace periods, as new pods would.
-        .map(|i| if i < 2 * n { (i, t0) } else { (i, t0 + SignedDuration::from_secs(7200)) })
-        .map(|(i, base)| pod_values(i, base).into_iter().map(|(_, phase, v)| (phase, v.to_string())).collect())
+        .map(|i| {
+            if i < 2 * n {
+                (i, t0)
+            } else {
+                (i, t0 + SignedDuration::from_secs(7200))
+            }
+        })
+        .map(|(i, base)| {
+            pod_values(i, base)
+                .into_iter()
+                .map(|(_, phase, v)| (phase, v.to_string()))
+                .collect()
+        })
         .collect();
     let feed = |engine: &mut Engine, pods: std::ops::Range<usize>, phase: u8| {
         let mut finished = 0;
@@ -271,8 +347,14 @@ fn memory_report() {
     done += feed(&mut engine, 2 * n..4 * n, 0);
     let in_flight_second = engine.in_flight();
     done += feed(&mut engine, 2 * n..4 * n, 1);
-    done += engine.advance(t0 + SignedDuration::from_secs(4 * 3600)).len();
-    assert_eq!(in_flight_second, 2 * n, "second batch should be in flight before it finishes");
+    done += engine
+        .advance(t0 + SignedDuration::from_secs(4 * 3600))
+        .len();
+    assert_eq!(
+        in_flight_second,
+        2 * n,
+        "second batch should be in flight before it finishes"
+    );
     assert_eq!(done, 4 * n, "every pod should finish");
     let after_2 = live() - base;
     println!(
@@ -294,7 +376,10 @@ fn main() {
     let pods = pods();
     let (bytes, values) = recording(pods);
     let bytes: Arc<[u8]> = Arc::from(bytes);
-    println!("recording: {pods} pods, {values} watch events, {:.1} MiB", bytes.len() as f64 / (1 << 20) as f64);
+    println!(
+        "recording: {pods} pods, {values} watch events, {:.1} MiB",
+        bytes.len() as f64 / (1 << 20) as f64
+    );
 
     // One timed pass each for the headline ratio (criterion below gives the distributions).
     let t = Instant::now();
@@ -305,7 +390,10 @@ fn main() {
         let spans = replay(&bytes, via_value);
         let replay_s = t.elapsed().as_secs_f64();
         assert_eq!(parsed, values);
-        assert!(spans >= pods * 4, "every pod should yield a trace ({spans} spans)");
+        assert!(
+            spans >= pods * 4,
+            "every pod should yield a trace ({spans} spans)"
+        );
         println!(
             "single pass, {label}: parse {:.0} events/s, replay {:.0} events/s ({spans} spans); replay/parse time ratio {:.2}",
             values as f64 / parse_s,
@@ -314,7 +402,9 @@ fn main() {
         );
         // Where the time goes: the reader alone (split, parse, reduce to facts).
         let t = Instant::now();
-        let read = open(&bytes, via_value).filter(|r| matches!(r, Ok(Record::Observation { .. }))).count();
+        let read = open(&bytes, via_value)
+            .filter(|r| matches!(r, Ok(Record::Observation { .. })))
+            .count();
         let reader_s = t.elapsed().as_secs_f64();
         assert_eq!(read, values);
         println!(
@@ -333,7 +423,9 @@ fn main() {
     g.bench_function("full_replay", |b| b.iter(|| replay(&bytes, false)));
     g.bench_function("full_replay_via_value", |b| b.iter(|| replay(&bytes, true)));
     g.bench_function("reader", |b| b.iter(|| open(&bytes, false).count()));
-    g.bench_function("reader_via_value", |b| b.iter(|| open(&bytes, true).count()));
+    g.bench_function("reader_via_value", |b| {
+        b.iter(|| open(&bytes, true).count())
+    });
     g.finish();
     c.final_summary();
 }

@@ -95,11 +95,15 @@ impl Distribution {
         if self.count == 0 {
             return None;
         }
-        let rank = ((p.clamp(0.0, 100.0) / 100.0) * self.count as f64).ceil().max(1.0) as u64;
+        let rank = ((p.clamp(0.0, 100.0) / 100.0) * self.count as f64)
+            .ceil()
+            .max(1.0) as u64;
         if self.is_exact() {
             let mut sorted = self.exact.clone();
             sorted.sort_unstable();
-            let i = usize::try_from(rank - 1).unwrap_or(usize::MAX).min(sorted.len() - 1);
+            let i = usize::try_from(rank - 1)
+                .unwrap_or(usize::MAX)
+                .min(sorted.len() - 1);
             return sorted.get(i).map(|n| SignedDuration::from_nanos(*n));
         }
         if rank >= self.count {
@@ -156,7 +160,10 @@ impl Latencies {
     /// at creation but its early phases are guesses); every phase the engine measured is
     /// recorded whatever the outcome, since a phase that ended is a valid sample.
     pub fn record(&mut self, trace: &Trace) {
-        *self.outcomes.entry(outcome_label(&trace.outcome)).or_default() += 1;
+        *self
+            .outcomes
+            .entry(outcome_label(&trace.outcome))
+            .or_default() += 1;
         if trace.outcome == Outcome::Ready
             && !trace.partial
             && let Some(root) = trace.spans.first()
@@ -267,7 +274,10 @@ mod tests {
         assert_eq!(go_duration(ms(123_500)), "2m3.5s");
         assert_eq!(go_duration(SignedDuration::from_secs(3600)), "1h0m0s");
         assert_eq!(go_duration(SignedDuration::from_micros(1500)), "1.5ms");
-        assert_eq!(go_duration(SignedDuration::from_nanos(1_234_567_891)), "1.235s");
+        assert_eq!(
+            go_duration(SignedDuration::from_nanos(1_234_567_891)),
+            "1.235s"
+        );
         assert_eq!(go_duration(SignedDuration::from_micros(250)), "250µs");
         assert_eq!(go_duration(ms(-1500)), "-1.5s");
     }
@@ -285,7 +295,10 @@ mod tests {
         assert_eq!(d.percentile(1.0), Some(ms(1)));
         assert_eq!(d.max(), Some(ms(10)));
         let p = d.to_percentiles();
-        assert_eq!((p.count, p.p50.as_str(), p.max.as_str()), (10, "5ms", "10ms"));
+        assert_eq!(
+            (p.count, p.p50.as_str(), p.max.as_str()),
+            (10, "5ms", "10ms")
+        );
     }
 
     #[test]
@@ -310,7 +323,10 @@ mod tests {
         assert!(d.buckets.len() < 2000, "{} buckets", d.buckets.len());
         for (p, exact) in [(50.0, 50_000.0), (90.0, 90_000.0), (99.0, 99_000.0)] {
             let got = d.percentile(p).unwrap().as_secs_f64() * 1000.0;
-            assert!((got - exact).abs() / exact <= 0.006, "p{p}: {got} vs {exact}");
+            assert!(
+                (got - exact).abs() / exact <= 0.006,
+                "p{p}: {got} vs {exact}"
+            );
         }
         assert_eq!(d.max(), Some(ms(n)));
         assert_eq!(d.percentile(100.0), Some(ms(n)));
@@ -323,7 +339,11 @@ mod tests {
         let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
         let mk = |outcome: Outcome, total_ms: i64, partial: bool| Trace {
             trace_id: TraceId([1; 16]),
-            pod: PodRef { namespace: "ns".into(), name: "p".into(), uid: "u".into() },
+            pod: PodRef {
+                namespace: "ns".into(),
+                name: "p".into(),
+                uid: "u".into(),
+            },
             outcome,
             partial,
             remote_parent: None,
@@ -344,7 +364,13 @@ mod tests {
         l.record(&mk(Outcome::Ready, 1000, false));
         l.record(&mk(Outcome::Ready, 3000, false));
         l.record(&mk(Outcome::Ready, 9000, true));
-        l.record(&mk(Outcome::Failed { reason: "ErrImagePull".into() }, 5000, false));
+        l.record(&mk(
+            Outcome::Failed {
+                reason: "ErrImagePull".into(),
+            },
+            5000,
+            false,
+        ));
         assert_eq!(l.overall().count(), 2);
         assert_eq!(l.traces(), 4);
         assert_eq!(l.outcomes().get("Failed"), Some(&1));
@@ -352,6 +378,9 @@ mod tests {
         assert_eq!(s.overall.max, "3s");
         assert_eq!(s.overall.p50, "1s");
         assert_eq!(s.phases.get("schedule").map(|p| p.count), Some(4));
-        assert_eq!(s.phases.get("schedule").map(|p| p.max.as_str()), Some("900ms"));
+        assert_eq!(
+            s.phases.get("schedule").map(|p| p.max.as_str()),
+            Some("900ms")
+        );
     }
 }

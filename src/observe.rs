@@ -352,7 +352,8 @@ struct Present<'a>(Option<&'a serde_json::value::RawValue>);
 
 impl<'de: 'a, 'a> serde::Deserialize<'de> for Present<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        <&'a serde_json::value::RawValue as serde::Deserialize>::deserialize(d).map(|r| Present(Some(r)))
+        <&'a serde_json::value::RawValue as serde::Deserialize>::deserialize(d)
+            .map(|r| Present(Some(r)))
     }
 }
 
@@ -366,7 +367,8 @@ fn raw_str(raw: Option<&serde_json::value::RawValue>) -> Result<Option<String>, 
 
 /// Whether JSON text is an object (leading whitespace allowed).
 fn is_json_object(s: &str) -> bool {
-    s.trim_start_matches([' ', '\t', '\n', '\r']).starts_with('{')
+    s.trim_start_matches([' ', '\t', '\n', '\r'])
+        .starts_with('{')
 }
 
 /// `apiVersion` and `kind` when both are strings among an object's leading keys: reading
@@ -464,7 +466,11 @@ impl Object {
             }
             _ => None,
         };
-        Ok(ObjectHead { api_version: raw_str(p.api_version.0)?, kind: raw_str(p.kind.0)?, resource_version })
+        Ok(ObjectHead {
+            api_version: raw_str(p.api_version.0)?,
+            kind: raw_str(p.kind.0)?,
+            resource_version,
+        })
     }
 
     /// Decodes and reduces one object given as JSON text: the same result as
@@ -499,7 +505,10 @@ impl Object {
                 .and_then(|node| NodeFacts::from_node(&node).ok())
                 .map(|f| Object::Node(Box::new(f))),
             _ => {
-                return Err(ObserveError::UnsupportedKind { api_version: api_version.clone(), kind: kind.clone() });
+                return Err(ObserveError::UnsupportedKind {
+                    api_version: api_version.clone(),
+                    kind: kind.clone(),
+                });
             }
         };
         match fast {
@@ -515,7 +524,9 @@ impl Object {
     /// Pods and Events (nearly all of a recording) are decoded in one pass: `apiVersion` and
     /// `kind` are looked for only among the first keys (they usually lead), and the version
     /// comes from the decoded object. Anything else reads the head in full first.
-    pub fn from_json_str_with_resource_version(s: &str) -> (Result<Object, ObserveError>, Option<String>) {
+    pub fn from_json_str_with_resource_version(
+        s: &str,
+    ) -> (Result<Object, ObserveError>, Option<String>) {
         if let Some((api_version, kind)) = leading_api_version_and_kind(s) {
             // A later duplicate `apiVersion`/`kind` that disagrees fails the typed decoding
             // (k8s-openapi checks every occurrence), which then takes the full path below.
@@ -548,7 +559,10 @@ impl Object {
     /// The reference path: through `Value`, for errors.
     fn from_json_via_value(s: &str) -> Result<Object, ObserveError> {
         let value: serde_json::Value =
-            serde_json::from_str(s).map_err(|source| ObserveError::Malformed { kind: "object", source })?;
+            serde_json::from_str(s).map_err(|source| ObserveError::Malformed {
+                kind: "object",
+                source,
+            })?;
         Object::from_json(value)
     }
 }

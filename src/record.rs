@@ -331,8 +331,14 @@ mod tests {
         let text = pod.to_string();
         assert!(!text.contains("SECRET"), "left behind: {text}");
         assert!(!text.contains("secretRef"), "left behind: {text}");
-        assert_eq!(pod.pointer("/metadata/annotations/keep"), Some(&serde_json::json!("me")));
-        assert_eq!(pod.pointer("/spec/containers/0/image"), Some(&serde_json::json!("nginx")));
+        assert_eq!(
+            pod.pointer("/metadata/annotations/keep"),
+            Some(&serde_json::json!("me"))
+        );
+        assert_eq!(
+            pod.pointer("/spec/containers/0/image"),
+            Some(&serde_json::json!("nginx"))
+        );
         assert_eq!(
             pod.pointer("/spec/containers/0/livenessProbe/periodSeconds"),
             Some(&serde_json::json!(5))

@@ -65,7 +65,9 @@ pub enum Operation {
 }
 
 /// Lifecycle of a session.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema,
+)]
 pub enum SessionPhase {
     /// Accepted, not yet tracing.
     #[default]

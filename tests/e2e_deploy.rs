@@ -104,7 +104,12 @@ fn isolate(objs: Vec<Value>, ns: &str, suffix: &str) -> Vec<Value> {
                 o["roleRef"]["name"] = json!(name);
             }
             // get_mut, not indexing: IndexMut would add `subjects: null` to every object.
-            for s in o.get_mut("subjects").and_then(Value::as_array_mut).into_iter().flatten() {
+            for s in o
+                .get_mut("subjects")
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
                 s["namespace"] = json!(ns);
             }
             o
@@ -115,11 +120,15 @@ fn isolate(objs: Vec<Value>, ns: &str, suffix: &str) -> Vec<Value> {
 async fn api_for(client: &Client, obj: &Value) -> (Api<DynamicObject>, ApiResource) {
     let (group, version) = match obj["apiVersion"].as_str().unwrap().split_once('/') {
         Some((g, v)) => (g.to_owned(), v.to_owned()),
-        None => (String::new(), obj["apiVersion"].as_str().unwrap().to_owned()),
+        None => (
+            String::new(),
+            obj["apiVersion"].as_str().unwrap().to_owned(),
+        ),
     };
     let gvk = GroupVersionKind::gvk(&group, &version, obj["kind"].as_str().unwrap());
-    let (ar, caps) =
-        pinned_kind(client, &gvk).await.unwrap_or_else(|e| panic!("discovering {gvk:?}: {e}"));
+    let (ar, caps) = pinned_kind(client, &gvk)
+        .await
+        .unwrap_or_else(|e| panic!("discovering {gvk:?}: {e}"));
     let api = match (caps.scope, obj["metadata"]["namespace"].as_str()) {
         (Scope::Namespaced, Some(ns)) => Api::namespaced_with(client.clone(), ns, &ar),
         (Scope::Namespaced, None) => panic!("namespaced {} without namespace", obj["kind"]),
@@ -131,9 +140,13 @@ async fn api_for(client: &Client, obj: &Value) -> (Api<DynamicObject>, ApiResour
 async fn apply(client: &Client, obj: &Value) {
     let (api, _) = api_for(client, obj).await;
     let name = obj["metadata"]["name"].as_str().unwrap();
-    api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(obj))
-        .await
-        .unwrap_or_else(|e| panic!("the API server refused {} {name}: {e}", obj["kind"]));
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(obj),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the API server refused {} {name}: {e}", obj["kind"]));
 }
 
 async fn delete(client: &Client, obj: &Value) {
@@ -152,16 +165,23 @@ async fn ensure_crd(client: &Client) {
     let crd: Value = serde_saphyr::from_str(&podtrace::crd::crd_yaml().unwrap()).unwrap();
     apply(client, &crd).await;
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    poll("the TraceSession CRD to be Established", Duration::from_secs(30), || async {
-        let c = crds.get("tracesessions.podtrace.dev").await.map_err(|e| e.to_string())?;
-        let established = c
-            .status
-            .and_then(|s| s.conditions)
-            .into_iter()
-            .flatten()
-            .any(|c| c.type_ == "Established" && c.status == "True");
-        Ok(established.then_some(()))
-    })
+    poll(
+        "the TraceSession CRD to be Established",
+        Duration::from_secs(30),
+        || async {
+            let c = crds
+                .get("tracesessions.podtrace.dev")
+                .await
+                .map_err(|e| e.to_string())?;
+            let established = c
+                .status
+                .and_then(|s| s.conditions)
+                .into_iter()
+                .flatten()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            Ok(established.then_some(()))
+        },
+    )
     .await;
 }
 
@@ -184,8 +204,11 @@ async fn default_config_is_accepted_and_its_rbac_is_sufficient_and_least_privile
         .iter()
         .cloned()
         .partition(|o| o["kind"] == "Namespace" || o["kind"] == "CustomResourceDefinition");
-    let cleanup_objs: Vec<Value> =
-        objs.iter().filter(|o| o["kind"] != "CustomResourceDefinition").cloned().collect();
+    let cleanup_objs: Vec<Value> = objs
+        .iter()
+        .filter(|o| o["kind"] != "CustomResourceDefinition")
+        .cloned()
+        .collect();
 
     let body = async {
         // The Namespace and CRD first: everything else lives in the one or needs the other.
@@ -221,27 +244,38 @@ async fn pods_pass_restricted_pod_security(client: &Client, ns: &str) {
         ns,
         &ApiResource::from_gvk(&GroupVersionKind::gvk("apps", "v1", "ReplicaSet")),
     );
-    poll("the controller's 2 pods to be admitted", Duration::from_secs(90), || async {
-        let list = pods
-            .list(&ListParams::default().labels("app.kubernetes.io/name=podtrace"))
-            .await
-            .map_err(|e| e.to_string())?;
-        if list.items.len() >= 2 {
-            return Ok(Some(()));
-        }
-        // A PodSecurity refusal shows up only as a ReplicaSet condition; surface it.
-        let sets = rs.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
-        for set in sets.items {
-            for c in set.data["status"]["conditions"].as_array().into_iter().flatten() {
-                let msg = c["message"].as_str().unwrap_or_default();
-                assert!(
-                    !(c["type"] == "ReplicaFailure" && msg.contains("PodSecurity")),
-                    "restricted Pod Security refused the controller's pods: {msg}"
-                );
+    poll(
+        "the controller's 2 pods to be admitted",
+        Duration::from_secs(90),
+        || async {
+            let list = pods
+                .list(&ListParams::default().labels("app.kubernetes.io/name=podtrace"))
+                .await
+                .map_err(|e| e.to_string())?;
+            if list.items.len() >= 2 {
+                return Ok(Some(()));
             }
-        }
-        Err(format!("{} pods so far", list.items.len()))
-    })
+            // A PodSecurity refusal shows up only as a ReplicaSet condition; surface it.
+            let sets = rs
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            for set in sets.items {
+                for c in set.data["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    let msg = c["message"].as_str().unwrap_or_default();
+                    assert!(
+                        !(c["type"] == "ReplicaFailure" && msg.contains("PodSecurity")),
+                        "restricted Pod Security refused the controller's pods: {msg}"
+                    );
+                }
+            }
+            Err(format!("{} pods so far", list.items.len()))
+        },
+    )
     .await;
 }
 
@@ -250,7 +284,10 @@ async fn pods_pass_restricted_pod_security(client: &Client, ns: &str) {
 async fn service_account_token(admin: &Client, ns: &str) -> String {
     let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), ns);
     let req = TokenRequest {
-        spec: Some(TokenRequestSpec { expiration_seconds: Some(600), ..Default::default() }),
+        spec: Some(TokenRequestSpec {
+            expiration_seconds: Some(600),
+            ..Default::default()
+        }),
         ..Default::default()
     };
     sas.create_token_request("podtrace", &PostParams::default(), &req)
@@ -314,11 +351,32 @@ async fn rbac_is_sufficient_and_least_privilege(sa: &Client, ns: &str) {
         ));
     }
     for verb in ["get", "create", "update"] {
-        checks.push(c(verb, "coordination.k8s.io", "leases", "", own.clone(), true));
-        checks.push(c(verb, "coordination.k8s.io", "leases", "", Some(elsewhere.clone()), false));
+        checks.push(c(
+            verb,
+            "coordination.k8s.io",
+            "leases",
+            "",
+            own.clone(),
+            true,
+        ));
+        checks.push(c(
+            verb,
+            "coordination.k8s.io",
+            "leases",
+            "",
+            Some(elsewhere.clone()),
+            false,
+        ));
     }
     checks.extend([
-        c("delete", "coordination.k8s.io", "leases", "", own.clone(), false),
+        c(
+            "delete",
+            "coordination.k8s.io",
+            "leases",
+            "",
+            own.clone(),
+            false,
+        ),
         c("get", "", "secrets", "", own.clone(), false),
         c("list", "", "secrets", "", None, false),
         c("get", "", "configmaps", "", own.clone(), false),
@@ -330,11 +388,39 @@ async fn rbac_is_sufficient_and_least_privilege(sa: &Client, ns: &str) {
         c("create", "", "events", "", own.clone(), false),
         c("create", "events.k8s.io", "events", "", own.clone(), false),
         c("patch", "", "nodes", "", None, false),
-        c("update", "podtrace.dev", "tracesessions", "", Some(elsewhere.clone()), false),
-        c("delete", "podtrace.dev", "tracesessions", "", Some(elsewhere.clone()), false),
-        c("create", "podtrace.dev", "tracesessions", "", Some(elsewhere.clone()), false),
+        c(
+            "update",
+            "podtrace.dev",
+            "tracesessions",
+            "",
+            Some(elsewhere.clone()),
+            false,
+        ),
+        c(
+            "delete",
+            "podtrace.dev",
+            "tracesessions",
+            "",
+            Some(elsewhere.clone()),
+            false,
+        ),
+        c(
+            "create",
+            "podtrace.dev",
+            "tracesessions",
+            "",
+            Some(elsewhere.clone()),
+            false,
+        ),
         c("list", "apps", "deployments", "", None, false),
-        c("create", "rbac.authorization.k8s.io", "rolebindings", "", own.clone(), false),
+        c(
+            "create",
+            "rbac.authorization.k8s.io",
+            "rolebindings",
+            "",
+            own.clone(),
+            false,
+        ),
     ]);
 
     let reviews: Api<SelfSubjectAccessReview> = Api::all(sa.clone());
@@ -364,9 +450,17 @@ async fn rbac_is_sufficient_and_least_privilege(sa: &Client, ns: &str) {
             wrong.push(format!(
                 "{} {}/{}{}{} in {}: expected allowed={}, got {} ({})",
                 check.verb,
-                if check.group.is_empty() { "core" } else { check.group },
+                if check.group.is_empty() {
+                    "core"
+                } else {
+                    check.group
+                },
                 check.resource,
-                if check.subresource.is_empty() { "" } else { "/" },
+                if check.subresource.is_empty() {
+                    ""
+                } else {
+                    "/"
+                },
                 check.subresource,
                 check.namespace.as_deref().unwrap_or("<cluster>"),
                 check.allowed,
@@ -420,7 +514,11 @@ async fn controller_works_with_only_these_permissions(admin: &Client, token: &st
     let env = common::TestEnv::from_env();
     let kubeconfig = service_account_kubeconfig(token);
     let log = tempfile::NamedTempFile::new().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let identity = format!("e2e-deploy-{}", common::random_hex(3));
     let child = Command::new(env!("CARGO_BIN_EXE_podtrace"))
         .args(["run", "--leader-elect=true", "--log-format=json"])
@@ -462,22 +560,30 @@ async fn controller_works_with_only_these_permissions(admin: &Client, token: &st
     };
 
     let http = reqwest::Client::new();
-    poll("the controller's /readyz", Duration::from_secs(60), || async {
-        if let Some(status) = exited() {
-            panic!("podtrace run exited with {status}:\n{}", log_tail());
-        }
-        denied();
-        let r = http
-            .get(format!("http://127.0.0.1:{port}/readyz"))
-            .send()
-            .await
-            .map_err(|e| format!("{e}; controller log:\n{}", log_tail()))?;
-        if r.status().is_success() {
-            Ok(Some(()))
-        } else {
-            Err(format!("/readyz answered {}; controller log:\n{}", r.status(), log_tail()))
-        }
-    })
+    poll(
+        "the controller's /readyz",
+        Duration::from_secs(60),
+        || async {
+            if let Some(status) = exited() {
+                panic!("podtrace run exited with {status}:\n{}", log_tail());
+            }
+            denied();
+            let r = http
+                .get(format!("http://127.0.0.1:{port}/readyz"))
+                .send()
+                .await
+                .map_err(|e| format!("{e}; controller log:\n{}", log_tail()))?;
+            if r.status().is_success() {
+                Ok(Some(()))
+            } else {
+                Err(format!(
+                    "/readyz answered {}; controller log:\n{}",
+                    r.status(),
+                    log_tail()
+                ))
+            }
+        },
+    )
     .await;
 
     let leases: Api<DynamicObject> = Api::namespaced_with(
@@ -485,15 +591,30 @@ async fn controller_works_with_only_these_permissions(admin: &Client, token: &st
         ns,
         &ApiResource::from_gvk(&GroupVersionKind::gvk("coordination.k8s.io", "v1", "Lease")),
     );
-    poll("the controller to hold the Lease in its namespace", Duration::from_secs(60), || async {
-        denied();
-        let list = leases.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
-        if list.items.iter().any(|l| l.data["spec"]["holderIdentity"] == identity.as_str()) {
-            Ok(Some(()))
-        } else {
-            Err(format!("{} leases, none held by {identity}:\n{}", list.items.len(), log_tail()))
-        }
-    })
+    poll(
+        "the controller to hold the Lease in its namespace",
+        Duration::from_secs(60),
+        || async {
+            denied();
+            let list = leases
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            if list
+                .items
+                .iter()
+                .any(|l| l.data["spec"]["holderIdentity"] == identity.as_str())
+            {
+                Ok(Some(()))
+            } else {
+                Err(format!(
+                    "{} leases, none held by {identity}:\n{}",
+                    list.items.len(),
+                    log_tail()
+                ))
+            }
+        },
+    )
     .await;
 
     let sessions: Api<DynamicObject> = Api::namespaced_with(
@@ -507,16 +628,23 @@ async fn controller_works_with_only_these_permissions(admin: &Client, token: &st
         .create(&PostParams::default(), &session)
         .await
         .expect("creating a TraceSession as admin");
-    poll("the controller to mark the session Active", Duration::from_secs(60), || async {
-        denied();
-        let s = sessions.get("rbac-proof").await.map_err(|e| e.to_string())?;
-        let phase = &s.data["status"]["phase"];
-        if phase == "Active" {
-            Ok(Some(()))
-        } else {
-            Err(format!("phase {phase}:\n{}", log_tail()))
-        }
-    })
+    poll(
+        "the controller to mark the session Active",
+        Duration::from_secs(60),
+        || async {
+            denied();
+            let s = sessions
+                .get("rbac-proof")
+                .await
+                .map_err(|e| e.to_string())?;
+            let phase = &s.data["status"]["phase"];
+            if phase == "Active" {
+                Ok(Some(()))
+            } else {
+                Err(format!("phase {phase}:\n{}", log_tail()))
+            }
+        },
+    )
     .await;
 
     // The namespace enforces restricted Pod Security, so the pod has to comply too.
@@ -536,16 +664,23 @@ async fn controller_works_with_only_these_permissions(admin: &Client, token: &st
         .create(&PostParams::default(), &pod)
         .await
         .expect("creating a pod");
-    poll("the session to count the matching pod", Duration::from_secs(60), || async {
-        denied();
-        let s = sessions.get("rbac-proof").await.map_err(|e| e.to_string())?;
-        let matched = s.data["status"]["podsMatched"].as_i64().unwrap_or(0);
-        if matched >= 1 {
-            Ok(Some(()))
-        } else {
-            Err(format!("podsMatched {matched}:\n{}", log_tail()))
-        }
-    })
+    poll(
+        "the session to count the matching pod",
+        Duration::from_secs(60),
+        || async {
+            denied();
+            let s = sessions
+                .get("rbac-proof")
+                .await
+                .map_err(|e| e.to_string())?;
+            let matched = s.data["status"]["podsMatched"].as_i64().unwrap_or(0);
+            if matched >= 1 {
+                Ok(Some(()))
+            } else {
+                Err(format!("podsMatched {matched}:\n{}", log_tail()))
+            }
+        },
+    )
     .await;
 
     if let Some(status) = exited() {
@@ -581,7 +716,10 @@ async fn api_server_refuses_invalid_trace_sessions_with_readable_messages() {
         ns,
         &ApiResource::erase::<podtrace::session::TraceSession>(&()),
     );
-    let dry = PostParams { dry_run: true, ..Default::default() };
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
     let create = |obj: Value| {
         let api = api.clone();
         let dry = dry.clone();
@@ -593,9 +731,16 @@ async fn api_server_refuses_invalid_trace_sessions_with_readable_messages() {
 
     // Control: the unmodified session is accepted, so each refusal below is down to its one
     // change. Polled because a just-established CRD can briefly answer 404.
-    poll("a valid TraceSession to be accepted", Duration::from_secs(30), || async {
-        create(valid_session("valid")).await.map(|_| Some(())).map_err(|e| e.to_string())
-    })
+    poll(
+        "a valid TraceSession to be accepted",
+        Duration::from_secs(30),
+        || async {
+            create(valid_session("valid"))
+                .await
+                .map(|_| Some(()))
+                .map_err(|e| e.to_string())
+        },
+    )
     .await;
 
     type Mutation = Box<dyn Fn(&mut Value)>;
@@ -652,8 +797,10 @@ async fn api_server_refuses_invalid_trace_sessions_with_readable_messages() {
             Ok(_) => wrong.push(format!("{what}: accepted")),
             Err(kube::Error::Api(status)) => {
                 eprintln!("{what}: {}", status.message);
-                let missing: Vec<_> =
-                    expected.iter().filter(|e| !status.message.contains(**e)).collect();
+                let missing: Vec<_> = expected
+                    .iter()
+                    .filter(|e| !status.message.contains(**e))
+                    .collect();
                 if status.code != 422 || !missing.is_empty() {
                     wrong.push(format!(
                         "{what}: HTTP {} with message {:?}, which lacks {missing:?}",
@@ -675,7 +822,10 @@ async fn api_server_refuses_invalid_trace_sessions_with_readable_messages() {
 async fn samples_are_accepted_by_the_api_server() {
     let client = admin_client().await;
     ensure_crd(&client).await;
-    let dry = PostParams { dry_run: true, ..Default::default() };
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
     for mut obj in render("config/samples") {
         // What `kubectl apply -n default -k config/samples` does; dry-run leaves nothing behind.
         obj["metadata"]["namespace"] = json!("default");
@@ -685,7 +835,12 @@ async fn samples_are_accepted_by_the_api_server() {
         poll(
             &format!("the API server to accept sample {what}"),
             Duration::from_secs(30),
-            || async { api.create(&dry, &obj).await.map(|_| Some(())).map_err(|e| e.to_string()) },
+            || async {
+                api.create(&dry, &obj)
+                    .await
+                    .map(|_| Some(()))
+                    .map_err(|e| e.to_string())
+            },
         )
         .await;
     }

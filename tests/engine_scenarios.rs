@@ -675,7 +675,11 @@ fn multi_container_init_is_causally_ordered() {
     for s in &t.spans {
         let metrics = attr_str(s, "k8s.container.name") == Some("metrics");
         if metrics {
-            assert!(s.start >= app_started, "{} of metrics starts before app started", s.name);
+            assert!(
+                s.start >= app_started,
+                "{} of metrics starts before app started",
+                s.name
+            );
         }
         if s.name != "container.create" && !metrics {
             assert!(!causal(s), "{} unexpectedly raised", s.name);
@@ -684,9 +688,14 @@ fn multi_container_init_is_causally_ordered() {
     let metrics_startup = t
         .spans
         .iter()
-        .find(|s| s.name == "container.startup" && attr_str(s, "k8s.container.name") == Some("metrics"))
+        .find(|s| {
+            s.name == "container.startup" && attr_str(s, "k8s.container.name") == Some("metrics")
+        })
         .unwrap();
-    assert!(causal(metrics_startup), "metrics should be marked as causally raised");
+    assert!(
+        causal(metrics_startup),
+        "metrics should be marked as causally raised"
+    );
 }
 
 /// cached-images with the scheduler's µs `Scheduled` moved to `at`: the kubelet's 1 s

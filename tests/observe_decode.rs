@@ -24,7 +24,10 @@ fn fixture_files() -> Vec<PathBuf> {
         }
     }
     let mut out = Vec::new();
-    walk(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"), &mut out);
+    walk(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"),
+        &mut out,
+    );
     out.sort();
     assert!(out.len() >= 20, "fixtures not found: {out:?}");
     out
@@ -45,19 +48,30 @@ fn raw_objects(path: &Path) -> Vec<String> {
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
-            let e: Event = serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let e: Event =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             e.object.get().to_string()
         })
         .collect()
 }
 
 fn all_raw_objects() -> Vec<String> {
-    fixture_files().iter().flat_map(|f| raw_objects(f)).collect()
+    fixture_files()
+        .iter()
+        .flat_map(|f| raw_objects(f))
+        .collect()
 }
 
 fn records(data: &[u8], via_value: bool) -> Vec<Result<Record, InputError>> {
-    let sources = [Source::Bytes { name: "in.json".into(), data: Arc::from(data) }];
-    let inputs = if via_value { Inputs::open_via_value(&sources) } else { Inputs::open(&sources) };
+    let sources = [Source::Bytes {
+        name: "in.json".into(),
+        data: Arc::from(data),
+    }];
+    let inputs = if via_value {
+        Inputs::open_via_value(&sources)
+    } else {
+        Inputs::open(&sources)
+    };
     inputs.unwrap().collect()
 }
 
@@ -69,7 +83,12 @@ fn every_fixture_object_decodes_to_the_same_object_directly() {
             let value: Value = serde_json::from_str(&text).unwrap();
             let reference = outcome(Object::from_json(value));
             assert!(reference.is_ok(), "{}: {reference:?}", f.display());
-            assert_eq!(outcome(Object::from_json_str(&text)), reference, "{}", f.display());
+            assert_eq!(
+                outcome(Object::from_json_str(&text)),
+                reference,
+                "{}",
+                f.display()
+            );
             n += 1;
         }
     }
@@ -84,17 +103,30 @@ fn every_fixture_file_reads_to_the_same_records_directly() {
         assert!(!direct.is_empty(), "{}", f.display());
         assert_eq!(direct, records(&data, true), "{}", f.display());
         // Pretty-printed and as a List, too.
-        let values: Vec<Value> = serde_json::Deserializer::from_slice(&data).into_iter().map(Result::unwrap).collect();
+        let values: Vec<Value> = serde_json::Deserializer::from_slice(&data)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
         let mut pretty = Vec::new();
         for v in &values {
             pretty.extend(serde_json::to_vec_pretty(v).unwrap());
             pretty.push(b'\n');
         }
-        assert_eq!(records(&pretty, false), records(&pretty, true), "{} pretty", f.display());
+        assert_eq!(
+            records(&pretty, false),
+            records(&pretty, true),
+            "{} pretty",
+            f.display()
+        );
         let list = serde_json::json!({"apiVersion": "v1", "kind": "List",
             "items": values.iter().map(|v| v["object"].clone()).collect::<Vec<_>>()});
         let list = serde_json::to_vec(&list).unwrap();
-        assert_eq!(records(&list, false), records(&list, true), "{} list", f.display());
+        assert_eq!(
+            records(&list, false),
+            records(&list, true),
+            "{} list",
+            f.display()
+        );
     }
 }
 
@@ -108,9 +140,16 @@ fn peek_reads_head_fields_like_value_as_str() {
     assert_eq!(h.kind.as_deref(), Some("Pod"));
     assert_eq!(h.resource_version.as_deref(), Some("42"));
     let h = Object::peek_json_str(r#"{"kind":1,"apiVersion":null,"metadata":"x"}"#).unwrap();
-    assert_eq!((h.api_version, h.kind, h.resource_version), (None, None, None));
+    assert_eq!(
+        (h.api_version, h.kind, h.resource_version),
+        (None, None, None)
+    );
     for not_object in ["null", "[1]", "\"Pod\"", " 3 "] {
-        assert_eq!(Object::peek_json_str(not_object).unwrap(), Default::default(), "{not_object}");
+        assert_eq!(
+            Object::peek_json_str(not_object).unwrap(),
+            Default::default(),
+            "{not_object}"
+        );
     }
     assert!(Object::peek_json_str("{\"kind\":").is_err());
     assert!(Object::peek_json_str("[1,").is_err());
@@ -200,32 +239,62 @@ fn odd_values_read_the_same_on_both_paths() {
         }
     }
     // Not UTF-8.
-    let mut bad = br#"{"type":"ADDED","object":{"apiVersion":"v1","kind":"Pod","metadata":{"uid":"#.to_vec();
+    let mut bad =
+        br#"{"type":"ADDED","object":{"apiVersion":"v1","kind":"Pod","metadata":{"uid":"#.to_vec();
     bad.extend(b"\"\xff\xfe\"}}}\n");
     assert_eq!(records(&bad, false), records(&bad, true));
     assert!(records(&bad, false)[0].is_err());
 }
 
 fn pretty_or_same(s: &str) -> String {
-    serde_json::from_str::<Value>(s).map(|v| serde_json::to_string_pretty(&v).unwrap()).unwrap_or_else(|_| s.into())
+    serde_json::from_str::<Value>(s)
+        .map(|v| serde_json::to_string_pretty(&v).unwrap())
+        .unwrap_or_else(|_| s.into())
 }
 
 #[test]
 fn resource_version_comes_with_the_object_whatever_its_kind() {
     let rv = |s: &str| Object::from_json_str_with_resource_version(s).1;
-    assert_eq!(rv(r#"{"apiVersion":"v1","kind":"Pod","metadata":{"uid":"u","resourceVersion":"42"}}"#).as_deref(), Some("42"));
-    assert_eq!(rv(r#"{"apiVersion":"v1","kind":"Node","metadata":{"name":"n","resourceVersion":"43"}}"#).as_deref(), Some("43"));
-    assert_eq!(rv(r#"{"apiVersion":"v1","kind":"Secret","metadata":{"resourceVersion":"44"}}"#).as_deref(), Some("44"));
+    assert_eq!(
+        rv(r#"{"apiVersion":"v1","kind":"Pod","metadata":{"uid":"u","resourceVersion":"42"}}"#)
+            .as_deref(),
+        Some("42")
+    );
+    assert_eq!(
+        rv(r#"{"apiVersion":"v1","kind":"Node","metadata":{"name":"n","resourceVersion":"43"}}"#)
+            .as_deref(),
+        Some("43")
+    );
+    assert_eq!(
+        rv(r#"{"apiVersion":"v1","kind":"Secret","metadata":{"resourceVersion":"44"}}"#).as_deref(),
+        Some("44")
+    );
     // Does not decode (no uid), still has a version.
-    assert_eq!(rv(r#"{"apiVersion":"v1","kind":"Pod","metadata":{"resourceVersion":"45"}}"#).as_deref(), Some("45"));
-    assert_eq!(rv(r#"{"apiVersion":"v1","kind":"Pod","metadata":{"uid":"u","resourceVersion":""}}"#), None);
-    assert_eq!(rv(r#"{"apiVersion":"v1","kind":"Pod","metadata":{"uid":"u","resourceVersion":46}}"#), None);
+    assert_eq!(
+        rv(r#"{"apiVersion":"v1","kind":"Pod","metadata":{"resourceVersion":"45"}}"#).as_deref(),
+        Some("45")
+    );
+    assert_eq!(
+        rv(r#"{"apiVersion":"v1","kind":"Pod","metadata":{"uid":"u","resourceVersion":""}}"#),
+        None
+    );
+    assert_eq!(
+        rv(r#"{"apiVersion":"v1","kind":"Pod","metadata":{"uid":"u","resourceVersion":46}}"#),
+        None
+    );
     assert_eq!(rv("[1]"), None);
 }
 
 #[test]
 fn malformed_text_is_an_error_not_a_panic() {
-    for bad in ["", "{", "{\"apiVersion\":\"v1\",\"kind\":\"Pod\"", "nul", "[", "}"] {
+    for bad in [
+        "",
+        "{",
+        "{\"apiVersion\":\"v1\",\"kind\":\"Pod\"",
+        "nul",
+        "[",
+        "}",
+    ] {
         assert!(Object::from_json_str(bad).is_err(), "{bad:?}");
     }
 }

@@ -15,7 +15,9 @@ use serde_json::Value;
 /// Copies a fixture scenario with every pod UID made unique, so each run yields trace IDs
 /// the backend has never seen (trace IDs derive from pod UIDs).
 fn unique_copy(scenario: &str, dir: &Path) -> Vec<PathBuf> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(scenario);
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(scenario);
     let pods = std::fs::read_to_string(src.join("pods.json")).expect("pods.json");
     let mut uids = BTreeSet::new();
     // A pod with a traceparent takes its trace ID from it: make those unique too.
@@ -25,7 +27,9 @@ fn unique_copy(scenario: &str, dir: &Path) -> Vec<PathBuf> {
         if let Some(uid) = v.pointer("/object/metadata/uid").and_then(Value::as_str) {
             uids.insert(uid.to_string());
         }
-        let tp = v.pointer("/object/metadata/annotations/tracing.k8s.io~1traceparent").and_then(Value::as_str);
+        let tp = v
+            .pointer("/object/metadata/annotations/tracing.k8s.io~1traceparent")
+            .and_then(Value::as_str);
         if let Some(id) = tp.and_then(|tp| tp.split('-').nth(1)) {
             remote_trace_ids.insert(id.to_string());
         }
@@ -64,7 +68,11 @@ fn keys(view: &common::TraceView) -> BTreeSet<Key> {
                 s.service.clone(),
                 s.start_ns,
                 // Jaeger stores a zero-length span with a minimal duration (1 ns).
-                if s.end_ns.saturating_sub(s.start_ns) <= 1_000 { s.start_ns } else { s.end_ns },
+                if s.end_ns.saturating_sub(s.start_ns) <= 1_000 {
+                    s.start_ns
+                } else {
+                    s.end_ns
+                },
                 s.status_code,
             )
         })
@@ -81,45 +89,84 @@ async fn replay_and_verify(protocol: &str, endpoint: &str) {
     files.extend(unique_copy("crash-loop", &b));
     let out = Command::new(env!("CARGO_BIN_EXE_podtrace"))
         .arg("replay")
-        .args(["--format", "otlp-json", "--otlp-endpoint", endpoint, "--otlp-protocol", protocol])
+        .args([
+            "--format",
+            "otlp-json",
+            "--otlp-endpoint",
+            endpoint,
+            "--otlp-protocol",
+            protocol,
+        ])
         .args(&files)
         .env_remove("OTEL_EXPORTER_OTLP_HEADERS")
         .env_remove("OTEL_RESOURCE_ATTRIBUTES")
         .output()
         .expect("run podtrace replay");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "replay over {protocol} failed: {stderr}");
+    assert!(
+        out.status.success(),
+        "replay over {protocol} failed: {stderr}"
+    );
     let stdout = String::from_utf8(out.stdout).expect("utf-8");
     let expected: Vec<common::TraceView> = stdout
         .lines()
         .map(|line| {
             let v: Value = serde_json::from_str(line).expect("OTLP/JSON line");
-            let id = v.pointer("/resourceSpans/0/scopeSpans/0/spans/0/traceId").and_then(Value::as_str).expect("traceId");
+            let id = v
+                .pointer("/resourceSpans/0/scopeSpans/0/spans/0/traceId")
+                .and_then(Value::as_str)
+                .expect("traceId");
             parse_otlp_json(id, &v)
         })
         .collect();
-    assert!(expected.len() >= 2, "expected traces from both scenarios, got {}", expected.len());
-    assert!(stderr.contains(&format!("exported {} traces", expected.len())), "{stderr}");
+    assert!(
+        expected.len() >= 2,
+        "expected traces from both scenarios, got {}",
+        expected.len()
+    );
+    assert!(
+        stderr.contains(&format!("exported {} traces", expected.len())),
+        "{stderr}"
+    );
 
     let query = env.traces();
     for want in &expected {
         let want_keys = keys(want);
-        let got = wait_for(Duration::from_secs(30), &format!("trace {} over {protocol}", want.trace_id), || {
-            let query = query.clone();
-            let id = want.trace_id.clone();
-            let n = want_keys.len();
-            async move { query.get_trace(&id).await.filter(|t| t.spans.len() >= n) }
-        })
+        let got = wait_for(
+            Duration::from_secs(30),
+            &format!("trace {} over {protocol}", want.trace_id),
+            || {
+                let query = query.clone();
+                let id = want.trace_id.clone();
+                let n = want_keys.len();
+                async move { query.get_trace(&id).await.filter(|t| t.spans.len() >= n) }
+            },
+        )
         .await;
-        assert_eq!(keys(&got), want_keys, "trace {} differs in the backend", want.trace_id);
+        assert_eq!(
+            keys(&got),
+            want_keys,
+            "trace {} differs in the backend",
+            want.trace_id
+        );
         // The root's parent is absent, or the remote parent from the pod's traceparent.
         let ids: BTreeSet<&str> = got.spans.iter().map(|s| s.span_id.as_str()).collect();
-        let roots: Vec<_> =
-            got.spans.iter().filter(|s| s.parent_span_id.as_deref().is_none_or(|p| !ids.contains(p))).collect();
+        let roots: Vec<_> = got
+            .spans
+            .iter()
+            .filter(|s| s.parent_span_id.as_deref().is_none_or(|p| !ids.contains(p)))
+            .collect();
         assert_eq!(roots.len(), 1, "one root span");
         assert_eq!(roots[0].name, "pod.startup");
-        let kubelet = got.spans.iter().find(|s| s.service == "kubelet").expect("a kubelet span");
-        assert!(kubelet.resource.contains_key("k8s.node.name"), "kubelet resource names its node");
+        let kubelet = got
+            .spans
+            .iter()
+            .find(|s| s.service == "kubelet")
+            .expect("a kubelet span");
+        assert!(
+            kubelet.resource.contains_key("k8s.node.name"),
+            "kubelet resource names its node"
+        );
     }
 }
 
@@ -143,7 +190,14 @@ fn replay_fails_when_the_receiver_is_unreachable() {
     let files = unique_copy("cached-images", dir.path());
     let out = Command::new(env!("CARGO_BIN_EXE_podtrace"))
         .arg("replay")
-        .args(["--format", "none", "--otlp-endpoint", "http://127.0.0.1:9", "--otlp-protocol", "http"])
+        .args([
+            "--format",
+            "none",
+            "--otlp-endpoint",
+            "http://127.0.0.1:9",
+            "--otlp-protocol",
+            "http",
+        ])
         .args(["--export-deadline", "2s"])
         .args(&files)
         .env("OTEL_EXPORTER_OTLP_TIMEOUT", "500")
@@ -151,5 +205,8 @@ fn replay_fails_when_the_receiver_is_unreachable() {
         .expect("run podtrace replay");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
-    assert!(stderr.contains("not exported") && stderr.contains("last error: HTTP request failed"), "{stderr}");
+    assert!(
+        stderr.contains("not exported") && stderr.contains("last error: HTTP request failed"),
+        "{stderr}"
+    );
 }

@@ -33,7 +33,11 @@ fn scenarios() -> Vec<(String, Vec<PathBuf>)> {
         }
         // Sorted so equal resourceVersions always merge in the same order.
         files.sort();
-        let name = path.file_name().and_then(|n| n.to_str()).expect("utf-8 name").to_string();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("utf-8 name")
+            .to_string();
         out.push((name, files));
     }
     out.sort();
@@ -49,12 +53,18 @@ fn replay(files: &[PathBuf]) -> String {
         .env("NO_COLOR", "1")
         .output()
         .expect("run podtrace");
-    assert!(out.status.success(), "replay failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "replay failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
 fn is_kv_list(l: &[Value]) -> bool {
-    !l.is_empty() && l.iter().all(|v| v.get("key").is_some_and(Value::is_string) && v.get("value").is_some())
+    !l.is_empty()
+        && l.iter()
+            .all(|v| v.get("key").is_some_and(Value::is_string) && v.get("value").is_some())
 }
 
 /// Up to `limit` JSON paths where `a` and `b` differ.
@@ -80,23 +90,48 @@ fn json_diff(path: &str, a: &Value, b: &Value, out: &mut Vec<String>, limit: usi
         // attribute is named instead of the whole list being reported.
         (Value::Array(x), Value::Array(y)) if is_kv_list(x) && is_kv_list(y) => {
             let by_key = |l: &[Value]| -> serde_json::Map<String, Value> {
-                l.iter().map(|kv| (kv["key"].as_str().unwrap_or_default().to_string(), kv["value"].clone())).collect()
+                l.iter()
+                    .map(|kv| {
+                        (
+                            kv["key"].as_str().unwrap_or_default().to_string(),
+                            kv["value"].clone(),
+                        )
+                    })
+                    .collect()
             };
-            json_diff(&format!("{path}{{by key}}"), &Value::Object(by_key(x)), &Value::Object(by_key(y)), out, limit);
+            json_diff(
+                &format!("{path}{{by key}}"),
+                &Value::Object(by_key(x)),
+                &Value::Object(by_key(y)),
+                out,
+                limit,
+            );
         }
         (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
             for (i, (p, q)) in x.iter().zip(y).enumerate() {
                 // Name spans and events in the path: `spans[3](container.start)`.
-                let label = p.get("name").and_then(Value::as_str).map(|n| format!("({n})")).unwrap_or_default();
+                let label = p
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .map(|n| format!("({n})"))
+                    .unwrap_or_default();
                 json_diff(&format!("{path}[{i}]{label}"), p, q, out, limit);
             }
         }
         _ => {
             let short = |v: &Value| {
                 let s = v.to_string();
-                if s.chars().count() > 120 { format!("{}…", s.chars().take(120).collect::<String>()) } else { s }
+                if s.chars().count() > 120 {
+                    format!("{}…", s.chars().take(120).collect::<String>())
+                } else {
+                    s
+                }
             };
-            out.push(format!("{path}: golden {} != output {}", short(a), short(b)));
+            out.push(format!(
+                "{path}: golden {} != output {}",
+                short(a),
+                short(b)
+            ));
         }
     }
 }
@@ -121,7 +156,10 @@ fn compare(name: &str, golden_path: &Path, got: &str) -> Result<(), String> {
             continue;
         }
         msg += &format!("\n  line {} (trace {}):", i + 1, i + 1);
-        match (serde_json::from_str::<Value>(a), serde_json::from_str::<Value>(b)) {
+        match (
+            serde_json::from_str::<Value>(a),
+            serde_json::from_str::<Value>(b),
+        ) {
             (Ok(a), Ok(b)) => {
                 let mut diffs = Vec::new();
                 json_diff("$", &a, &b, &mut diffs, 12);
@@ -147,11 +185,20 @@ fn otlp_json_matches_golden_files() {
         let got = replay(files);
         assert!(!got.trim().is_empty(), "{name}: replay produced no trace");
         for (i, line) in got.lines().enumerate() {
-            let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{name} line {}: {e}", i + 1));
-            assert!(v["resourceSpans"].as_array().is_some_and(|a| !a.is_empty()), "{name} line {}", i + 1);
+            let v: Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{name} line {}: {e}", i + 1));
+            assert!(
+                v["resourceSpans"].as_array().is_some_and(|a| !a.is_empty()),
+                "{name} line {}",
+                i + 1
+            );
         }
         // Replay is deterministic: a second run gives the same bytes.
-        assert_eq!(got, replay(files), "{name}: replay output is not deterministic");
+        assert_eq!(
+            got,
+            replay(files),
+            "{name}: replay output is not deterministic"
+        );
         let golden = golden_dir.join(format!("{name}.otlp.json"));
         if update {
             std::fs::create_dir_all(&golden_dir).expect("create tests/golden");
@@ -169,7 +216,9 @@ fn otlp_json_matches_golden_files() {
             if let Some(stem) = file.strip_suffix(".otlp.json")
                 && !scenarios.iter().any(|(n, _)| n == stem)
             {
-                failures.push(format!("stale golden file tests/golden/{file}: no tests/fixtures/{stem}/"));
+                failures.push(format!(
+                    "stale golden file tests/golden/{file}: no tests/fixtures/{stem}/"
+                ));
             }
         }
     }
@@ -178,21 +227,43 @@ fn otlp_json_matches_golden_files() {
 
 #[test]
 fn diff_summary_names_the_differing_field() {
-    let a: Value = serde_json::json!({"resourceSpans": [{"spans": [{"name": "a", "endTimeUnixNano": "1"}]}]});
-    let b: Value = serde_json::json!({"resourceSpans": [{"spans": [{"name": "a", "endTimeUnixNano": "2"}]}]});
+    let a: Value =
+        serde_json::json!({"resourceSpans": [{"spans": [{"name": "a", "endTimeUnixNano": "1"}]}]});
+    let b: Value =
+        serde_json::json!({"resourceSpans": [{"spans": [{"name": "a", "endTimeUnixNano": "2"}]}]});
     let mut d = Vec::new();
     json_diff("$", &a, &b, &mut d, 10);
-    assert_eq!(d, ["$.resourceSpans[0].spans[0](a).endTimeUnixNano: golden \"1\" != output \"2\""]);
+    assert_eq!(
+        d,
+        ["$.resourceSpans[0].spans[0](a).endTimeUnixNano: golden \"1\" != output \"2\""]
+    );
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("x.otlp.json");
     std::fs::write(&p, format!("{a}\n")).unwrap();
     let err = compare("x", &p, &format!("{b}\n")).unwrap_err();
-    assert!(err.contains("line 1") && err.contains("endTimeUnixNano"), "{err}");
+    assert!(
+        err.contains("line 1") && err.contains("endTimeUnixNano"),
+        "{err}"
+    );
     assert!(compare("x", &p, &format!("{a}\n")).is_ok());
     let kv = |keys: &[&str]| -> Value {
-        keys.iter().map(|k| serde_json::json!({"key": k, "value": {"stringValue": "v"}})).collect()
+        keys.iter()
+            .map(|k| serde_json::json!({"key": k, "value": {"stringValue": "v"}}))
+            .collect()
     };
     let mut d = Vec::new();
-    json_diff("$.attributes", &kv(&["a", "b", "c"]), &kv(&["a", "c", "d"]), &mut d, 10);
-    assert_eq!(d, ["$.attributes{by key}.b: missing from output", "$.attributes{by key}.d: not in golden file"]);
+    json_diff(
+        "$.attributes",
+        &kv(&["a", "b", "c"]),
+        &kv(&["a", "c", "d"]),
+        &mut d,
+        10,
+    );
+    assert_eq!(
+        d,
+        [
+            "$.attributes{by key}.b: missing from output",
+            "$.attributes{by key}.d: not in golden file"
+        ]
+    );
 }

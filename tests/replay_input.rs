@@ -52,7 +52,10 @@ fn pretty(values: &[Value]) -> Vec<u8> {
 }
 
 fn src(name: &str, data: Vec<u8>) -> Source {
-    Source::Bytes { name: name.into(), data: Arc::from(data) }
+    Source::Bytes {
+        name: name.into(),
+        data: Arc::from(data),
+    }
 }
 
 /// (action, object name, file, line) per observation; errors and skips as text.
@@ -60,7 +63,11 @@ fn read(sources: Vec<Source>) -> Vec<String> {
     Inputs::open(&sources)
         .unwrap()
         .map(|r| match r {
-            Ok(Record::Observation { observation, file, line }) => {
+            Ok(Record::Observation {
+                observation,
+                file,
+                line,
+            }) => {
                 let name = match &observation.object {
                     Object::Pod(p) => format!("pod/{}", p.name),
                     Object::Event(e) => format!("event/{}", e.name),
@@ -89,16 +96,26 @@ fn line_delimited_and_pretty_printed_streams() {
     ];
     assert_eq!(
         read(vec![src("w.json", lines(&values))]),
-        ["ADDED pod/a w.json:1", "MODIFIED pod/a w.json:2", "DELETED pod/a w.json:3"]
+        [
+            "ADDED pod/a w.json:1",
+            "MODIFIED pod/a w.json:2",
+            "DELETED pod/a w.json:3"
+        ]
     );
     let pretty_bytes = pretty(&values);
     // Each pretty value starts where the previous one ended, plus one line.
-    let first_len = serde_json::to_string_pretty(&values[0]).unwrap().lines().count() as u64;
+    let first_len = serde_json::to_string_pretty(&values[0])
+        .unwrap()
+        .lines()
+        .count() as u64;
     let got = read(vec![src("p.json", pretty_bytes)]);
     assert_eq!(got.len(), 3);
     assert_eq!(got[0], "ADDED pod/a p.json:1");
     assert_eq!(got[1], format!("MODIFIED pod/a p.json:{}", first_len + 1));
-    assert_eq!(got[2], format!("DELETED pod/a p.json:{}", 2 * first_len + 1));
+    assert_eq!(
+        got[2],
+        format!("DELETED pod/a p.json:{}", 2 * first_len + 1)
+    );
 }
 
 #[test]
@@ -123,13 +140,19 @@ fn list_documents_and_plain_objects_are_added() {
 
 #[test]
 fn gzip_input_is_detected_by_magic() {
-    let values = vec![watch("ADDED", pod("g", Some("1"))), watch("MODIFIED", pod("g", Some("2")))];
+    let values = vec![
+        watch("ADDED", pod("g", Some("1"))),
+        watch("MODIFIED", pod("g", Some("2"))),
+    ];
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     enc.write_all(&lines(&values)).unwrap();
     let gz = enc.finish().unwrap();
     assert_eq!(&gz[..2], &[0x1f, 0x8b]);
     // The name does not end in .gz: detection is by content.
-    assert_eq!(read(vec![src("rec.json", gz)]), ["ADDED pod/g rec.json:1", "MODIFIED pod/g rec.json:2"]);
+    assert_eq!(
+        read(vec![src("rec.json", gz)]),
+        ["ADDED pod/g rec.json:1", "MODIFIED pod/g rec.json:2"]
+    );
 }
 
 #[test]
@@ -147,10 +170,17 @@ fn files_merge_by_resource_version_keeping_file_order_for_the_rest() {
         watch("ADDED", event("e7", Some("7"))),
         watch("ADDED", event("e10", Some("10"))),
     ]);
-    let nodes = lines(&[watch("ADDED", json!({"apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": "n1", "resourceVersion": "5"}}))]);
+    let nodes = lines(&[watch(
+        "ADDED",
+        json!({"apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": "n1", "resourceVersion": "5"}}),
+    )]);
     assert_eq!(
-        read(vec![src("pods", pods), src("events", events), src("nodes", nodes)]),
+        read(vec![
+            src("pods", pods),
+            src("events", events),
+            src("nodes", nodes)
+        ]),
         [
             "ADDED pod/a pods:1",
             "ADDED event/e2 events:1",
@@ -176,10 +206,22 @@ fn malformed_values_are_reported_with_their_line_and_reading_continues() {
     let got = read(vec![src("bad.json", data.into_bytes())]);
     assert_eq!(got.len(), 7, "{got:#?}");
     assert_eq!(got[0], "ADDED pod/a bad.json:1");
-    assert!(got[1].starts_with("error bad.json:3: malformed Pod"), "{}", got[1]);
-    assert!(got[2].starts_with("error bad.json:4: not JSON"), "{}", got[2]);
+    assert!(
+        got[1].starts_with("error bad.json:3: malformed Pod"),
+        "{}",
+        got[1]
+    );
+    assert!(
+        got[2].starts_with("error bad.json:4: not JSON"),
+        "{}",
+        got[2]
+    );
     // A truncated value is cut where the next value starts in column 0.
-    assert!(got[3].starts_with("error bad.json:5: unexpected end of JSON value"), "{}", got[3]);
+    assert!(
+        got[3].starts_with("error bad.json:5: unexpected end of JSON value"),
+        "{}",
+        got[3]
+    );
     assert_eq!(got[4], "MODIFIED pod/a bad.json:6");
     assert_eq!(got[5], "skip BOOKMARK");
     assert_eq!(got[6], "skip apps/v1/ReplicaSet");
@@ -197,7 +239,11 @@ fn syntax_errors_in_pretty_printed_values_point_at_the_offending_line() {
     assert_eq!(got.len(), 3, "{got:#?}");
     // Line of `"kind"` (the token after the missing comma): value start + 4.
     let want = n + 1 + 4;
-    assert!(got[1].starts_with(&format!("error pretty.json:{want}: invalid JSON")), "{}", got[1]);
+    assert!(
+        got[1].starts_with(&format!("error pretty.json:{want}: invalid JSON")),
+        "{}",
+        got[1]
+    );
     assert_eq!(got[2], format!("MODIFIED pod/a pretty.json:{}", n + 1 + 7));
 }
 
@@ -210,12 +256,18 @@ fn observed_at_is_carried() {
     let mut it = Inputs::open(&[src("o.json", lines(&[v, bad]))]).unwrap();
     match it.next() {
         Some(Ok(Record::Observation { observation, .. })) => {
-            assert_eq!(observation.observed_at, Some("2026-11-21T10:00:00.123Z".parse().unwrap()));
+            assert_eq!(
+                observation.observed_at,
+                Some("2026-11-21T10:00:00.123Z".parse().unwrap())
+            );
         }
         other => panic!("{other:?}"),
     }
     match it.next() {
-        Some(Err(e)) => assert!(e.to_string().starts_with("o.json:2: invalid observedAt"), "{e}"),
+        Some(Err(e)) => assert!(
+            e.to_string().starts_with("o.json:2: invalid observedAt"),
+            "{e}"
+        ),
         other => panic!("{other:?}"),
     }
     assert!(it.next().is_none());
@@ -234,18 +286,34 @@ fn strict_exits_non_zero_and_lenient_reports_and_continues() {
     let path = write_temp(&dir, "in.json", format!("{good}\n{{\"type\":\n").as_bytes());
     let bin = env!("CARGO_BIN_EXE_podtrace");
 
-    let out = Command::new(bin).args(["replay", "--strict", "--format", "summary", &path]).output().unwrap();
+    let out = Command::new(bin)
+        .args(["replay", "--strict", "--format", "summary", &path])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&format!("{path}:2:")), "{stderr}");
 
-    let out = Command::new(bin).args(["replay", "--format", "summary", &path]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(bin)
+        .args(["replay", "--format", "summary", &path])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&format!("{path}:2: unexpected end of input")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{path}:2: unexpected end of input")),
+        "{stderr}"
+    );
     assert!(stderr.contains("1 malformed values"), "{stderr}");
 
-    let out = Command::new(bin).args(["replay", &dir.path().join("missing.json").to_string_lossy()]).output().unwrap();
+    let out = Command::new(bin)
+        .args(["replay", &dir.path().join("missing.json").to_string_lossy()])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
 }
 
@@ -259,7 +327,12 @@ fn stdin_is_read_with_dash() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(format!("{good}\n").as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{good}\n").as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -269,12 +342,23 @@ fn stdin_is_read_with_dash() {
 #[test]
 fn a_directory_stands_for_its_recordings_in_name_order() {
     let dir = tempfile::tempdir().unwrap();
-    write_temp(&dir, "b-pods.json", &lines(&[watch("ADDED", pod("b", Some("2")))]));
-    write_temp(&dir, "a-pods.json", &lines(&[watch("ADDED", pod("a", Some("2")))]));
+    write_temp(
+        &dir,
+        "b-pods.json",
+        &lines(&[watch("ADDED", pod("b", Some("2")))]),
+    );
+    write_temp(
+        &dir,
+        "a-pods.json",
+        &lines(&[watch("ADDED", pod("a", Some("2")))]),
+    );
     write_temp(&dir, "notes.txt", b"not a recording");
     write_temp(&dir, ".hidden.json", b"garbage");
     let files = podtrace::replay::input::recordings_in(dir.path()).unwrap();
-    let names: Vec<_> = files.iter().map(|f| f.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    let names: Vec<_> = files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
     assert_eq!(names, ["a-pods.json", "b-pods.json"]);
     let got: Vec<String> = Inputs::open_paths(&[dir.path()])
         .unwrap()

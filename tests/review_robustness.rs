@@ -148,7 +148,13 @@ fn timestamp() -> impl Strategy<Value = Timestamp> {
     ]
 }
 
-const NAMES: &[&str] = &["pod.startup", "pod.schedule", "container.startup", "container.image_pull", "x"];
+const NAMES: &[&str] = &[
+    "pod.startup",
+    "pod.schedule",
+    "container.startup",
+    "container.image_pull",
+    "x",
+];
 
 fn arbitrary_trace() -> impl Strategy<Value = Trace> {
     let span = (
@@ -165,49 +171,64 @@ fn arbitrary_trace() -> impl Strategy<Value = Trace> {
     (
         proptest::collection::vec(span, 0..12),
         any::<bool>(),
-        prop_oneof![Just(Outcome::Ready), any::<String>().prop_map(|reason| Outcome::Failed { reason }), Just(Outcome::TimedOut)],
+        prop_oneof![
+            Just(Outcome::Ready),
+            any::<String>().prop_map(|reason| Outcome::Failed { reason }),
+            Just(Outcome::TimedOut)
+        ],
     )
         .prop_map(|(raw, partial, outcome)| {
             let ids: Vec<[u8; 8]> = raw.iter().map(|r| r.0).collect();
             let spans = raw
                 .into_iter()
-                .map(|(id, parent, name, service, start, end, error, events, container)| Span {
-                    span_id: SpanId(id),
-                    // Parents point anywhere in the trace: forwards, backwards, to itself,
-                    // or nowhere, so cycles and dangling parents are covered.
-                    parent: parent.map(|p| SpanId(ids.get(p).copied().unwrap_or([9; 8]))),
-                    name: NAMES[name],
-                    service: match service {
-                        0 => Service::Podtrace,
-                        1 => Service::Scheduler,
-                        _ => Service::Kubelet { node: container.clone() },
+                .map(
+                    |(id, parent, name, service, start, end, error, events, container)| Span {
+                        span_id: SpanId(id),
+                        // Parents point anywhere in the trace: forwards, backwards, to itself,
+                        // or nowhere, so cycles and dangling parents are covered.
+                        parent: parent.map(|p| SpanId(ids.get(p).copied().unwrap_or([9; 8]))),
+                        name: NAMES[name],
+                        service: match service {
+                            0 => Service::Podtrace,
+                            1 => Service::Scheduler,
+                            _ => Service::Kubelet {
+                                node: container.clone(),
+                            },
+                        },
+                        start,
+                        end,
+                        status: error.map(Status::Error).unwrap_or_default(),
+                        attributes: vec![
+                            ("k8s.container.name", Value::Str(container)),
+                            ("podtrace.image.size_bytes", Value::Int(i64::MIN)),
+                            ("podtrace.image.pull_duration_ms", Value::Float(f64::NAN)),
+                        ],
+                        events: events
+                            .into_iter()
+                            .map(|(message, time)| SpanEvent {
+                                name: message.chars().take(3).collect(),
+                                time,
+                                attributes: vec![("k8s.event.message", Value::Str(message))],
+                            })
+                            .collect(),
                     },
-                    start,
-                    end,
-                    status: error.map(Status::Error).unwrap_or_default(),
-                    attributes: vec![
-                        ("k8s.container.name", Value::Str(container)),
-                        ("podtrace.image.size_bytes", Value::Int(i64::MIN)),
-                        ("podtrace.image.pull_duration_ms", Value::Float(f64::NAN)),
-                    ],
-                    events: events
-                        .into_iter()
-                        .map(|(message, time)| SpanEvent {
-                            name: message.chars().take(3).collect(),
-                            time,
-                            attributes: vec![("k8s.event.message", Value::Str(message))],
-                        })
-                        .collect(),
-                })
+                )
                 .collect();
             Trace {
                 trace_id: TraceId([7; 16]),
-                pod: PodRef { namespace: String::new(), name: "\u{0}\u{202e}".into(), uid: String::new() },
+                pod: PodRef {
+                    namespace: String::new(),
+                    name: "\u{0}\u{202e}".into(),
+                    uid: String::new(),
+                },
                 outcome,
                 partial,
                 remote_parent: None,
                 spans,
-                phases: vec![("schedule", SignedDuration::MAX), ("total", SignedDuration::MIN)],
+                phases: vec![
+                    ("schedule", SignedDuration::MAX),
+                    ("total", SignedDuration::MIN),
+                ],
             }
         })
 }
@@ -301,7 +322,11 @@ fn waterfall_child_longer_than_root_does_not_overflow() {
     // A 1 ns root and a child spanning jiff's whole range: the cell count saturates usize.
     let trace = Trace {
         trace_id: TraceId([1; 16]),
-        pod: PodRef { namespace: "ns".into(), name: "p".into(), uid: "u".into() },
+        pod: PodRef {
+            namespace: "ns".into(),
+            name: "p".into(),
+            uid: "u".into(),
+        },
         outcome: Outcome::Ready,
         partial: false,
         remote_parent: None,
@@ -324,9 +349,18 @@ fn human_duration_never_prints_sixty_seconds() {
         let text = waterfall::human_duration(SignedDuration::from_millis(ms));
         assert!(!text.contains("m60"), "{ms} ms -> {text}");
     }
-    assert_eq!(waterfall::human_duration(SignedDuration::from_millis(119_960)), "2m00.0s");
-    assert_eq!(waterfall::human_duration(SignedDuration::from_millis(123_500)), "2m03.5s");
-    assert_eq!(waterfall::human_duration(SignedDuration::from_micros(999_600)), "1.000s");
+    assert_eq!(
+        waterfall::human_duration(SignedDuration::from_millis(119_960)),
+        "2m00.0s"
+    );
+    assert_eq!(
+        waterfall::human_duration(SignedDuration::from_millis(123_500)),
+        "2m03.5s"
+    );
+    assert_eq!(
+        waterfall::human_duration(SignedDuration::from_micros(999_600)),
+        "1.000s"
+    );
     for extreme in [SignedDuration::MIN, SignedDuration::MAX] {
         let text = waterfall::human_duration(extreme);
         assert!(text.ends_with('s') && !text.contains("m60"), "{text}");
@@ -338,7 +372,11 @@ fn far_future_times_are_clamped_not_wrapped_in_otlp() {
     let t0: Timestamp = "9000-01-01T00:00:00Z".parse().unwrap();
     let trace = Trace {
         trace_id: TraceId([1; 16]),
-        pod: PodRef { namespace: "ns".into(), name: "p".into(), uid: "u".into() },
+        pod: PodRef {
+            namespace: "ns".into(),
+            name: "p".into(),
+            uid: "u".into(),
+        },
         outcome: Outcome::Ready,
         partial: false,
         remote_parent: None,
@@ -355,7 +393,8 @@ fn far_future_times_are_clamped_not_wrapped_in_otlp() {
         }],
         phases: vec![],
     };
-    let doc: serde_json::Value = serde_json::from_str(&otlp_json::document(&trace, &[], &[]).unwrap()).unwrap();
+    let doc: serde_json::Value =
+        serde_json::from_str(&otlp_json::document(&trace, &[], &[]).unwrap()).unwrap();
     let span = &doc["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
     let start: u64 = span["startTimeUnixNano"].as_str().unwrap().parse().unwrap();
     let end: u64 = span["endTimeUnixNano"].as_str().unwrap().parse().unwrap();
@@ -367,7 +406,13 @@ fn far_future_times_are_clamped_not_wrapped_in_otlp() {
 // The engine over mangled real input
 // ---------------------------------------------------------------------------------------------
 
-const SCENARIOS: &[&str] = &["multi-container-init", "image-pull-failure", "crash-loop", "deleted-before-ready", "recorded"];
+const SCENARIOS: &[&str] = &[
+    "multi-container-init",
+    "image-pull-failure",
+    "crash-loop",
+    "deleted-before-ready",
+    "recorded",
+];
 
 /// One mangling of one observation: which observation, which field, what value.
 #[derive(Clone, Debug)]
@@ -380,13 +425,27 @@ struct Mangle {
 }
 
 fn mangle() -> impl Strategy<Value = Mangle> {
-    (any::<usize>(), 0u8..12, timestamp(), any::<i64>(), any::<String>())
-        .prop_map(|(at, field, time, n, text)| Mangle { at, field, time, n, text })
+    (
+        any::<usize>(),
+        0u8..12,
+        timestamp(),
+        any::<i64>(),
+        any::<String>(),
+    )
+        .prop_map(|(at, field, time, n, text)| Mangle {
+            at,
+            field,
+            time,
+            n,
+            text,
+        })
 }
 
 fn apply(obs: &mut [Observation], m: &Mangle) {
     let len = obs.len();
-    let Some(o) = obs.get_mut(m.at % len.max(1)) else { return };
+    let Some(o) = obs.get_mut(m.at % len.max(1)) else {
+        return;
+    };
     let n32 = i32::try_from(m.n).unwrap_or(if m.n < 0 { i32::MIN } else { i32::MAX });
     match (&mut o.object, m.field) {
         (_, 0) => o.observed_at = Some(m.time),
@@ -395,12 +454,21 @@ fn apply(obs: &mut [Observation], m: &Mangle) {
             p.deleted = Some(m.time);
             p.deletion_grace_seconds = Some(m.n);
         }
-        (Object::Pod(p), 3) => p.conditions.iter_mut().for_each(|c| c.last_transition = Some(m.time)),
-        (Object::Pod(p), 4) => p.containers.iter_mut().chain(p.init_containers.iter_mut()).for_each(|c| {
-            c.restart_count = n32;
-            c.image = m.text.clone();
-            c.state = ContainerState::Running { started_at: Some(m.time) };
-        }),
+        (Object::Pod(p), 3) => p
+            .conditions
+            .iter_mut()
+            .for_each(|c| c.last_transition = Some(m.time)),
+        (Object::Pod(p), 4) => p
+            .containers
+            .iter_mut()
+            .chain(p.init_containers.iter_mut())
+            .for_each(|c| {
+                c.restart_count = n32;
+                c.image = m.text.clone();
+                c.state = ContainerState::Running {
+                    started_at: Some(m.time),
+                };
+            }),
         (Object::Pod(p), 5) => {
             p.traceparent = Some(m.text.clone());
             p.resource_version = Some(m.n.to_string());
@@ -412,7 +480,9 @@ fn apply(obs: &mut [Observation], m: &Mangle) {
             e.count = n32;
             e.series_last_observed = Some(m.time);
         }
-        (Object::Event(e), 10) => e.message = format!("Successfully pulled image \"x\" in {}", m.text),
+        (Object::Event(e), 10) => {
+            e.message = format!("Successfully pulled image \"x\" in {}", m.text)
+        }
         (Object::Event(e), 11) => e.message = m.text.clone(),
         _ => {}
     }
@@ -464,14 +534,18 @@ proptest! {
 #[test]
 fn export_config_debug_redacts_header_values() {
     let c = ExportConfig::from_lookup(|k| {
-        (k == "OTEL_EXPORTER_OTLP_HEADERS").then(|| "Authorization=Bearer%20s3cr3t-token,X-Scope-OrgID=tenant".to_string())
+        (k == "OTEL_EXPORTER_OTLP_HEADERS")
+            .then(|| "Authorization=Bearer%20s3cr3t-token,X-Scope-OrgID=tenant".to_string())
     })
     .unwrap();
     assert_eq!(c.headers.len(), 2);
     let debug = format!("{c:?} {c:#?}");
     assert!(!debug.contains("s3cr3t"), "{debug}");
     assert!(!debug.contains("tenant"), "{debug}");
-    assert!(debug.contains("Authorization"), "header names stay visible: {debug}");
+    assert!(
+        debug.contains("Authorization"),
+        "header names stay visible: {debug}"
+    );
 }
 
 #[test]
@@ -490,8 +564,15 @@ fn malformed_header_lists_do_not_echo_values() {
 fn future_event_timestamp_does_not_time_out_pods() {
     let mut checked = 0;
     for scenario in [
-        "multi-container-init", "cached-images", "crash-loop", "deleted-before-ready", "failed-scheduling",
-        "image-pull-failure", "late-duplicate-out-of-order", "mid-startup", "recorded",
+        "multi-container-init",
+        "cached-images",
+        "crash-loop",
+        "deleted-before-ready",
+        "failed-scheduling",
+        "image-pull-failure",
+        "late-duplicate-out-of-order",
+        "mid-startup",
+        "recorded",
     ] {
         let mut obs = engine_common::load(scenario);
         if !obs.iter().all(|o| o.observed_at.is_some()) {
@@ -499,7 +580,10 @@ fn future_event_timestamp_does_not_time_out_pods() {
         }
         checked += 1;
         let clean = engine_common::run(obs.clone(), Config::default()).0;
-        let first_pod = obs.iter().position(|o| matches!(o.object, Object::Pod(_))).unwrap();
+        let first_pod = obs
+            .iter()
+            .position(|o| matches!(o.object, Object::Pod(_)))
+            .unwrap();
         let skewed = obs
             .iter_mut()
             .skip(first_pod + 1)
@@ -515,24 +599,51 @@ fn future_event_timestamp_does_not_time_out_pods() {
         let outcomes = |ts: &[Trace]| ts.iter().map(|t| t.outcome.clone()).collect::<Vec<_>>();
         assert_eq!(outcomes(&traces), outcomes(&clean), "{scenario}");
     }
-    assert!(checked >= 1, "only {checked} scenarios carry observation times");
+    assert!(
+        checked >= 1,
+        "only {checked} scenarios carry observation times"
+    );
 }
 
 #[test]
 fn endpoint_errors_do_not_echo_credentials() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let _guard = rt.enter();
     for (protocol, endpoint) in [
-        (podtrace::export::exporter::Protocol::Grpc, "https://user:s3cr3t@collector:4317"),
-        (podtrace::export::exporter::Protocol::HttpProtobuf, "https://user:s3cr3t@collector:4318"),
-        (podtrace::export::exporter::Protocol::HttpProtobuf, "http://user:s3cr3t@[::1/v1/traces"),
-        (podtrace::export::exporter::Protocol::Grpc, "http://s3cr3t@col lector:4317"),
+        (
+            podtrace::export::exporter::Protocol::Grpc,
+            "https://user:s3cr3t@collector:4317",
+        ),
+        (
+            podtrace::export::exporter::Protocol::HttpProtobuf,
+            "https://user:s3cr3t@collector:4318",
+        ),
+        (
+            podtrace::export::exporter::Protocol::HttpProtobuf,
+            "http://user:s3cr3t@[::1/v1/traces",
+        ),
+        (
+            podtrace::export::exporter::Protocol::Grpc,
+            "http://s3cr3t@col lector:4317",
+        ),
     ] {
-        let config = ExportConfig { endpoint: endpoint.into(), protocol, ..ExportConfig::default() };
-        let e = podtrace::export::exporter::Exporter::start(config).map(|_| ()).unwrap_err();
+        let config = ExportConfig {
+            endpoint: endpoint.into(),
+            protocol,
+            ..ExportConfig::default()
+        };
+        let e = podtrace::export::exporter::Exporter::start(config)
+            .map(|_| ())
+            .unwrap_err();
         let text = e.to_string();
         assert!(!text.contains("s3cr3t"), "{text}");
-        assert!(text.contains("collector") || text.contains("::1") || text.contains("col lector"), "{text}");
+        assert!(
+            text.contains("collector") || text.contains("::1") || text.contains("col lector"),
+            "{text}"
+        );
     }
 }
 

@@ -123,7 +123,11 @@ pub struct ExportConfig {
 
 impl std::fmt::Debug for ExportConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let headers: Vec<(&str, &str)> = self.headers.iter().map(|(k, _)| (k.as_str(), "<redacted>")).collect();
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(k, _)| (k.as_str(), "<redacted>"))
+            .collect();
         f.debug_struct("ExportConfig")
             .field("endpoint", &self.endpoint)
             .field("protocol", &self.protocol)
@@ -181,7 +185,10 @@ impl ExportConfig {
         {
             c.protocol = p.parse()?;
         }
-        c.endpoint = match (get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), get("OTEL_EXPORTER_OTLP_ENDPOINT")) {
+        c.endpoint = match (
+            get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+            get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        ) {
             (Some(e), _) => e.trim().to_string(),
             (None, Some(base)) => match c.protocol {
                 Protocol::Grpc => base.trim().to_string(),
@@ -194,7 +201,10 @@ impl ExportConfig {
                 Protocol::HttpProtobuf => DEFAULT_HTTP_ENDPOINT.to_string(),
             },
         };
-        for var in ["OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"] {
+        for var in [
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+        ] {
             if let Some(h) = get(var) {
                 c.headers.extend(parse_kv_list(var, &h)?);
             }
@@ -216,7 +226,11 @@ impl ExportConfig {
     /// URL already ends with it; a URL without a scheme gets `http://`.
     pub fn effective_endpoint(&self) -> String {
         let e = self.endpoint.trim();
-        let e = if e.contains("://") { e.to_string() } else { format!("http://{e}") };
+        let e = if e.contains("://") {
+            e.to_string()
+        } else {
+            format!("http://{e}")
+        };
         match self.protocol {
             Protocol::Grpc => e,
             Protocol::HttpProtobuf if e.trim_end_matches('/').ends_with("/v1/traces") => e,
@@ -232,13 +246,18 @@ pub fn parse_kv_list(var: &'static str, s: &str) -> Result<Vec<(String, String)>
         .filter(|item| !item.trim().is_empty())
         .enumerate()
         .map(|(i, item)| {
-            let (k, v) = item.split_once('=').ok_or_else(|| ExportError::MalformedEnv {
-                var,
-                reason: format!("item {} has no '='", i + 1),
-            })?;
+            let (k, v) = item
+                .split_once('=')
+                .ok_or_else(|| ExportError::MalformedEnv {
+                    var,
+                    reason: format!("item {} has no '='", i + 1),
+                })?;
             let k = percent_decode(k.trim());
             if k.is_empty() {
-                return Err(ExportError::MalformedEnv { var, reason: format!("item {} has an empty key", i + 1) });
+                return Err(ExportError::MalformedEnv {
+                    var,
+                    reason: format!("item {} has an empty key", i + 1),
+                });
             }
             Ok((k, percent_decode(v.trim())))
         })
@@ -252,7 +271,10 @@ fn percent_decode(s: &str) -> String {
     while i < b.len() {
         let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
         if b[i] == b'%'
-            && let (Some(h), Some(l)) = (b.get(i + 1).and_then(|c| hex(*c)), b.get(i + 2).and_then(|c| hex(*c)))
+            && let (Some(h), Some(l)) = (
+                b.get(i + 1).and_then(|c| hex(*c)),
+                b.get(i + 2).and_then(|c| hex(*c)),
+            )
         {
             out.push(h << 4 | l);
             i += 3;
@@ -361,7 +383,11 @@ impl Shared {
 
     fn report(&self, tag: u64, trace_id: TraceId, result: ExportResult) {
         // No subscribers is fine: outcomes are best-effort notifications.
-        let _ = self.outcomes.send(ExportOutcome { tag, trace_id, result });
+        let _ = self.outcomes.send(ExportOutcome {
+            tag,
+            trace_id,
+            result,
+        });
     }
 }
 
@@ -373,7 +399,9 @@ pub struct Exporter {
 
 impl std::fmt::Debug for Exporter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Exporter").field("stats", &self.stats()).finish()
+        f.debug_struct("Exporter")
+            .field("stats", &self.stats())
+            .finish()
     }
 }
 
@@ -384,7 +412,9 @@ impl Exporter {
     /// Validates `config` and starts the export task on the current tokio runtime. The task
     /// ends after [`shutdown`](Self::shutdown); its handle is returned for the caller to await
     /// or abort.
-    pub fn start(config: ExportConfig) -> Result<(Exporter, tokio::task::JoinHandle<()>), ExportError> {
+    pub fn start(
+        config: ExportConfig,
+    ) -> Result<(Exporter, tokio::task::JoinHandle<()>), ExportError> {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| ExportError::NoRuntime)?;
         let transport: Box<dyn Transport> = match config.protocol {
             Protocol::Grpc => Box::new(GrpcTransport::new(&config)?),
@@ -419,7 +449,11 @@ impl Exporter {
             errors: AtomicU64::new(0),
             retries: AtomicU64::new(0),
         });
-        let worker = Worker { shared: shared.clone(), config, transport };
+        let worker = Worker {
+            shared: shared.clone(),
+            config,
+            transport,
+        };
         let join = rt.spawn(worker.run());
         (Exporter { shared }, join)
     }
@@ -438,8 +472,16 @@ impl Exporter {
         }
         let evicted = {
             let mut q = s.lock();
-            let evicted = if q.len() >= s.capacity { q.pop_front() } else { None };
-            q.push_back(Queued { trace, extra: extra_attributes, tag });
+            let evicted = if q.len() >= s.capacity {
+                q.pop_front()
+            } else {
+                None
+            };
+            q.push_back(Queued {
+                trace,
+                extra: extra_attributes,
+                tag,
+            });
             evicted
         };
         if let Some(old) = evicted {
@@ -472,7 +514,10 @@ impl Exporter {
         let s = &self.shared;
         loop {
             let notified = s.room.notified();
-            if s.lock().len() < s.capacity || s.closing.load(Ordering::Acquire) || s.finished.load(Ordering::Acquire) {
+            if s.lock().len() < s.capacity
+                || s.closing.load(Ordering::Acquire)
+                || s.finished.load(Ordering::Acquire)
+            {
                 return;
             }
             notified.await;
@@ -481,7 +526,11 @@ impl Exporter {
 
     /// The description of the latest failed export attempt, if any (never header values).
     pub fn last_error(&self) -> Option<String> {
-        self.shared.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.shared
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Outcomes of traces from now on.
@@ -604,7 +653,8 @@ impl Worker {
                         break Err(None);
                     }
                     s.errors.fetch_add(1, Ordering::Relaxed);
-                    *s.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.message.clone());
+                    *s.last_error.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(e.message.clone());
                     if !e.retryable || attempt >= self.config.max_retries {
                         break Err(Some(e.message));
                     }
@@ -622,7 +672,8 @@ impl Worker {
         let spans: u64 = batch.iter().map(|q| q.trace.spans.len() as u64).sum();
         match &result {
             Ok(()) => {
-                s.exported_traces.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                s.exported_traces
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 s.exported_spans.fetch_add(spans, Ordering::Relaxed);
             }
             Err(None) => {
@@ -687,9 +738,14 @@ struct GrpcTransport {
 impl GrpcTransport {
     fn new(config: &ExportConfig) -> Result<Self, ExportError> {
         let endpoint = config.effective_endpoint();
-        let invalid = |reason: String| ExportError::InvalidEndpoint { endpoint: without_userinfo(&endpoint), reason };
+        let invalid = |reason: String| ExportError::InvalidEndpoint {
+            endpoint: without_userinfo(&endpoint),
+            reason,
+        };
         if endpoint.starts_with("https://") {
-            return Err(invalid("TLS is not supported by this build; use http://".into()));
+            return Err(invalid(
+                "TLS is not supported by this build; use http://".into(),
+            ));
         }
         let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())
             .map_err(|e| invalid(e.to_string()))?
@@ -699,14 +755,24 @@ impl GrpcTransport {
         let mut metadata = tonic::metadata::MetadataMap::new();
         for (k, v) in &config.headers {
             let key = tonic::metadata::MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())
-                .map_err(|_| ExportError::InvalidHeader { name: k.clone(), reason: "not a valid gRPC metadata key".into() })?;
-            let mut value = tonic::metadata::MetadataValue::try_from(v.as_str())
-                .map_err(|_| ExportError::InvalidHeader { name: k.clone(), reason: "value is not valid ASCII metadata".into() })?;
+                .map_err(|_| ExportError::InvalidHeader {
+                name: k.clone(),
+                reason: "not a valid gRPC metadata key".into(),
+            })?;
+            let mut value = tonic::metadata::MetadataValue::try_from(v.as_str()).map_err(|_| {
+                ExportError::InvalidHeader {
+                    name: k.clone(),
+                    reason: "value is not valid ASCII metadata".into(),
+                }
+            })?;
             // As for HTTP: keeps the value out of any Debug output of the request.
             value.set_sensitive(true);
             metadata.insert(key, value);
         }
-        Ok(GrpcTransport { client: TraceServiceClient::new(channel), metadata })
+        Ok(GrpcTransport {
+            client: TraceServiceClient::new(channel),
+            metadata,
+        })
     }
 }
 
@@ -726,7 +792,10 @@ impl Transport for GrpcTransport {
                     {
                         return Err(SendError {
                             retryable: false,
-                            message: format!("receiver rejected {} spans: {}", p.rejected_spans, p.error_message),
+                            message: format!(
+                                "receiver rejected {} spans: {}",
+                                p.rejected_spans, p.error_message
+                            ),
                         });
                     }
                     Ok(())
@@ -743,7 +812,10 @@ impl Transport for GrpcTransport {
                             | Code::Unavailable
                             | Code::DataLoss
                     );
-                    Err(SendError { retryable, message: format!("gRPC {:?}: {}", status.code(), status.message()) })
+                    Err(SendError {
+                        retryable,
+                        message: format!("gRPC {:?}: {}", status.code(), status.message()),
+                    })
                 }
             }
         })
@@ -765,14 +837,24 @@ impl HttpTransport {
                 reason: "TLS is not supported by this build; use http://".into(),
             });
         }
-        reqwest::Url::parse(&url)
-            .map_err(|e| ExportError::InvalidEndpoint { endpoint: without_userinfo(&url), reason: e.to_string() })?;
+        reqwest::Url::parse(&url).map_err(|e| ExportError::InvalidEndpoint {
+            endpoint: without_userinfo(&url),
+            reason: e.to_string(),
+        })?;
         let mut headers = reqwest::header::HeaderMap::new();
         for (k, v) in &config.headers {
-            let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| ExportError::InvalidHeader { name: k.clone(), reason: "not a valid HTTP header name".into() })?;
-            let mut value = reqwest::header::HeaderValue::from_str(v)
-                .map_err(|_| ExportError::InvalidHeader { name: k.clone(), reason: "not a valid HTTP header value".into() })?;
+            let name = reqwest::header::HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
+                ExportError::InvalidHeader {
+                    name: k.clone(),
+                    reason: "not a valid HTTP header name".into(),
+                }
+            })?;
+            let mut value = reqwest::header::HeaderValue::from_str(v).map_err(|_| {
+                ExportError::InvalidHeader {
+                    name: k.clone(),
+                    reason: "not a valid HTTP header value".into(),
+                }
+            })?;
             value.set_sensitive(true);
             headers.insert(name, value);
         }
@@ -784,7 +866,11 @@ impl HttpTransport {
             .timeout(config.timeout)
             .build()
             .map_err(|e| ExportError::HttpClient(e.to_string()))?;
-        Ok(HttpTransport { client, url, headers })
+        Ok(HttpTransport {
+            client,
+            url,
+            headers,
+        })
     }
 }
 
@@ -809,7 +895,10 @@ impl Transport for HttpTransport {
                 return Ok(());
             }
             let retryable = matches!(status.as_u16(), 408 | 429 | 502 | 503 | 504);
-            Err(SendError { retryable, message: format!("HTTP {status}") })
+            Err(SendError {
+                retryable,
+                message: format!("HTTP {status}"),
+            })
         })
     }
 }
@@ -842,13 +931,23 @@ mod tests {
                 }
                 f.requests.fetch_add(1, Ordering::Relaxed);
                 if f.permanent.load(Ordering::Acquire) {
-                    return Err(SendError { retryable: false, message: "HTTP 400 Bad Request".into() });
+                    return Err(SendError {
+                        retryable: false,
+                        message: "HTTP 400 Bad Request".into(),
+                    });
                 }
                 if f.down.load(Ordering::Acquire) {
-                    return Err(SendError { retryable: true, message: "connection refused".into() });
+                    return Err(SendError {
+                        retryable: true,
+                        message: "connection refused".into(),
+                    });
                 }
-                let spans: usize =
-                    req.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
+                let spans: usize = req
+                    .resource_spans
+                    .iter()
+                    .flat_map(|r| &r.scope_spans)
+                    .map(|s| s.spans.len())
+                    .sum();
                 f.accepted_spans.fetch_add(spans as u64, Ordering::Relaxed);
                 Ok(())
             })
@@ -874,7 +973,10 @@ mod tests {
     async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while !cond() {
-            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
@@ -962,8 +1064,11 @@ mod tests {
         fake.permanent.store(true, Ordering::Release);
         let mut c = config(10);
         c.max_retries = 2;
-        let (exp, join) =
-            Exporter::start_with(c.clone(), Box::new(FakeTransport(fake.clone())), &tokio::runtime::Handle::current());
+        let (exp, join) = Exporter::start_with(
+            c.clone(),
+            Box::new(FakeTransport(fake.clone())),
+            &tokio::runtime::Handle::current(),
+        );
         let mut rx = exp.subscribe();
         exp.submit(trace(1), Arc::new(vec![]), 7);
         let o = rx.recv().await.unwrap();
@@ -988,13 +1093,19 @@ mod tests {
     async fn shutdown_deadline_drops_what_cannot_be_sent() {
         let fake = Arc::new(Fake::default());
         fake.gated.store(true, Ordering::Release);
-        let (exp, join) =
-            Exporter::start_with(config(100), Box::new(FakeTransport(fake.clone())), &tokio::runtime::Handle::current());
+        let (exp, join) = Exporter::start_with(
+            config(100),
+            Box::new(FakeTransport(fake.clone())),
+            &tokio::runtime::Handle::current(),
+        );
         for i in 0..6 {
             exp.submit(trace(i), Arc::new(vec![]), u64::from(i));
         }
         let stats = exp.clone().shutdown(Duration::from_millis(50)).await;
-        tokio::time::timeout(Duration::from_secs(5), join).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), join)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(stats.exported_traces, 0);
         assert_eq!(stats.dropped_traces, 6);
         assert_eq!(stats.queued, 0);
@@ -1008,8 +1119,14 @@ mod tests {
         let env: HashMap<&str, &str> = [
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/"),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
-            ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=s%3Dcret, x-tenant = a"),
-            ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=prod,k8s.cluster.name=c1"),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "api-key=s%3Dcret, x-tenant = a",
+            ),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment=prod,k8s.cluster.name=c1",
+            ),
             ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
         ]
         .into_iter()
@@ -1017,23 +1134,39 @@ mod tests {
         let c = ExportConfig::from_lookup(|k| env.get(k).map(|v| v.to_string())).unwrap();
         assert_eq!(c.protocol, Protocol::HttpProtobuf);
         assert_eq!(c.endpoint, "http://collector:4318/v1/traces");
-        assert_eq!(c.headers, vec![("api-key".into(), "s=cret".into()), ("x-tenant".into(), "a".into())]);
+        assert_eq!(
+            c.headers,
+            vec![
+                ("api-key".into(), "s=cret".into()),
+                ("x-tenant".into(), "a".into())
+            ]
+        );
         assert_eq!(c.resource_attributes.len(), 2);
         assert_eq!(c.timeout, Duration::from_millis(2500));
 
         let c = ExportConfig::from_lookup(|_| None).unwrap();
-        assert_eq!((c.protocol, c.endpoint.as_str()), (Protocol::Grpc, DEFAULT_GRPC_ENDPOINT));
-        let err = ExportConfig::from_lookup(|k| (k == "OTEL_EXPORTER_OTLP_PROTOCOL").then(|| "http/json".into()));
+        assert_eq!(
+            (c.protocol, c.endpoint.as_str()),
+            (Protocol::Grpc, DEFAULT_GRPC_ENDPOINT)
+        );
+        let err = ExportConfig::from_lookup(|k| {
+            (k == "OTEL_EXPORTER_OTLP_PROTOCOL").then(|| "http/json".into())
+        });
         assert!(matches!(err, Err(ExportError::UnsupportedProtocol(_))));
-        let err = ExportConfig::from_lookup(|k| (k == "OTEL_EXPORTER_OTLP_HEADERS").then(|| "secret-value".into()))
-            .unwrap_err()
-            .to_string();
+        let err = ExportConfig::from_lookup(|k| {
+            (k == "OTEL_EXPORTER_OTLP_HEADERS").then(|| "secret-value".into())
+        })
+        .unwrap_err()
+        .to_string();
         assert!(!err.contains("secret-value"), "{err}");
     }
 
     #[test]
     fn http_endpoint_gets_traces_path() {
-        let mut c = ExportConfig { protocol: Protocol::HttpProtobuf, ..ExportConfig::default() };
+        let mut c = ExportConfig {
+            protocol: Protocol::HttpProtobuf,
+            ..ExportConfig::default()
+        };
         for (given, want) in [
             ("http://h:4318", "http://h:4318/v1/traces"),
             ("http://h:4318/", "http://h:4318/v1/traces"),

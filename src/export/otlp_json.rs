@@ -64,6 +64,9 @@ mod tests {
         assert_eq!(kubelet_spans[1]["status"]["message"], "CrashLoopBackOff");
         assert_eq!(kubelet_spans[0]["events"][0]["name"], "Pulled");
         // Deterministic: the same trace gives the same bytes.
-        assert_eq!(line, document(&t, &[], &[("env".into(), "test".into())]).unwrap());
+        assert_eq!(
+            line,
+            document(&t, &[], &[("env".into(), "test".into())]).unwrap()
+        );
     }
 }

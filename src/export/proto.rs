@@ -36,5 +36,7 @@ pub fn request<'a>(
     traces: impl IntoIterator<Item = (&'a Trace, &'a [(String, String)])>,
     resource_extra: &[(String, String)],
 ) -> ExportTraceServiceRequest {
-    ExportTraceServiceRequest { resource_spans: resource_spans(traces, resource_extra) }
+    ExportTraceServiceRequest {
+        resource_spans: resource_spans(traces, resource_extra),
+    }
 }

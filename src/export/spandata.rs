@@ -23,7 +23,9 @@ pub const SCOPE_NAME: &str = "podtrace";
 
 /// The instrumentation scope on every exported span: `podtrace` and the crate version.
 pub fn scope() -> InstrumentationScope {
-    InstrumentationScope::builder(SCOPE_NAME).with_version(env!("CARGO_PKG_VERSION")).build()
+    InstrumentationScope::builder(SCOPE_NAME)
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .build()
 }
 
 /// The resource of spans attributed to `service`: `service.name` (and `k8s.node.name` for a
@@ -53,20 +55,26 @@ fn otel_value(v: &Value) -> OtelValue {
         Value::Float(f) => OtelValue::F64(*f),
         Value::Bool(b) => OtelValue::Bool(*b),
         Value::StrList(list) => OtelValue::Array(opentelemetry::Array::String(
-            list.iter().map(|s| opentelemetry::StringValue::from(s.clone())).collect(),
+            list.iter()
+                .map(|s| opentelemetry::StringValue::from(s.clone()))
+                .collect(),
         )),
     }
 }
 
 fn key_values(attrs: &[Attribute]) -> Vec<KeyValue> {
-    attrs.iter().map(|(k, v)| KeyValue::new(*k, otel_value(v))).collect()
+    attrs
+        .iter()
+        .map(|(k, v)| KeyValue::new(*k, otel_value(v)))
+        .collect()
 }
 
 /// OTLP carries times as u64 nanoseconds since the epoch (1970 to 2554). The proto
 /// conversion maps earlier times to 0 but wraps later ones (`as u64`), so a bogus far-future
 /// timestamp in the input would come out as an arbitrary date: clamp to the range instead.
 fn time(ts: jiff::Timestamp) -> SystemTime {
-    let max = jiff::Timestamp::from_nanosecond(i128::from(u64::MAX)).unwrap_or(jiff::Timestamp::MAX);
+    let max =
+        jiff::Timestamp::from_nanosecond(i128::from(u64::MAX)).unwrap_or(jiff::Timestamp::MAX);
     SystemTime::from(ts.clamp(jiff::Timestamp::UNIX_EPOCH, max))
 }
 
@@ -89,13 +97,22 @@ pub fn span_data(trace: &Trace, span: &Span, extra: &[(String, String)]) -> Span
         (None, None) => (OtelSpanId::INVALID, false),
     };
     let mut attributes = key_values(&span.attributes);
-    attributes.extend(extra.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())));
+    attributes.extend(
+        extra
+            .iter()
+            .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
+    );
     let mut events = SpanEvents::default();
     events.events = span
         .events
         .iter()
         .map(|e| {
-            opentelemetry::trace::Event::new(e.name.clone(), time(e.time), key_values(&e.attributes), 0)
+            opentelemetry::trace::Event::new(
+                e.name.clone(),
+                time(e.time),
+                key_values(&e.attributes),
+                0,
+            )
         })
         .collect();
     SpanData {
@@ -126,7 +143,10 @@ pub fn group_by_service<'a>(
     let mut groups: BTreeMap<Service, Vec<SpanData>> = BTreeMap::new();
     for (trace, extra) in traces {
         for span in &trace.spans {
-            groups.entry(span.service.clone()).or_default().push(span_data(trace, span, extra));
+            groups
+                .entry(span.service.clone())
+                .or_default()
+                .push(span_data(trace, span, extra));
         }
     }
     groups
@@ -155,11 +175,22 @@ pub(crate) mod tests {
             events: vec![],
         };
         let mut root_span = mk(1, None, "pod.startup", Service::Podtrace, 0, 4200);
-        root_span.attributes =
-            vec![("k8s.pod.name", Value::Str("web-1".into())), ("k8s.pod.restarts", Value::Int(0))];
+        root_span.attributes = vec![
+            ("k8s.pod.name", Value::Str("web-1".into())),
+            ("k8s.pod.restarts", Value::Int(0)),
+        ];
         let sched = mk(2, Some(root), "pod.schedule", Service::Scheduler, 0, 35);
-        let node = Service::Kubelet { node: "node-a".into() };
-        let mut pull = mk(3, Some(root), "container.image_pull", node.clone(), 100, 1334);
+        let node = Service::Kubelet {
+            node: "node-a".into(),
+        };
+        let mut pull = mk(
+            3,
+            Some(root),
+            "container.image_pull",
+            node.clone(),
+            100,
+            1334,
+        );
         pull.attributes = vec![("container.name", Value::Str("app".into()))];
         pull.events = vec![SpanEvent {
             name: "Pulled".into(),
@@ -171,7 +202,11 @@ pub(crate) mod tests {
         start.attributes = vec![("container.name", Value::Str("app".into()))];
         Trace {
             trace_id: crate::ids::trace_id(uid),
-            pod: PodRef { namespace: "default".into(), name: "web-1".into(), uid: uid.into() },
+            pod: PodRef {
+                namespace: "default".into(),
+                name: "web-1".into(),
+                uid: uid.into(),
+            },
             outcome: Outcome::Ready,
             partial: false,
             remote_parent: None,
@@ -190,12 +225,17 @@ pub(crate) mod tests {
         assert_eq!(root.span_context.trace_id().to_bytes(), t.trace_id.0);
         assert_eq!(root.parent_span_id, OtelSpanId::INVALID);
         assert!(root.attributes.iter().any(|kv| kv.key.as_str() == "team"));
-        let kubelet = &groups[&Service::Kubelet { node: "node-a".into() }];
+        let kubelet = &groups[&Service::Kubelet {
+            node: "node-a".into(),
+        }];
         assert_eq!(kubelet.len(), 2);
         assert_eq!(kubelet[0].parent_span_id.to_bytes(), [1; 8]);
         assert_eq!(kubelet[0].events.len(), 1);
         assert!(matches!(kubelet[1].status, OtelStatus::Error { .. }));
-        let d = kubelet[0].end_time.duration_since(kubelet[0].start_time).unwrap();
+        let d = kubelet[0]
+            .end_time
+            .duration_since(kubelet[0].start_time)
+            .unwrap();
         assert_eq!(d.as_millis(), 1234);
 
         t.remote_parent = Some(RemoteParent {

@@ -10,8 +10,13 @@ use crate::latency::{Distribution, Latencies};
 
 /// ClusterLoader2 PodStartupLatency phase names, in its order. The engine computes them
 /// with CL2's definitions, so numbers are comparable with CL2 runs.
-pub const CL2_PHASES: &[&str] =
-    &["create_to_schedule", "schedule_to_run", "run_to_watch", "schedule_to_watch", "pod_startup"];
+pub const CL2_PHASES: &[&str] = &[
+    "create_to_schedule",
+    "schedule_to_run",
+    "run_to_watch",
+    "schedule_to_watch",
+    "pod_startup",
+];
 
 fn row(out: &mut String, name: &str, d: &Distribution) {
     let f = |p: Option<SignedDuration>| p.map(human_duration).unwrap_or_else(|| "-".into());
@@ -27,14 +32,31 @@ fn row(out: &mut String, name: &str, d: &Distribution) {
 }
 
 fn header(out: &mut String, title: &str) {
-    let _ = writeln!(out, "{title:<30} {:>7} {:>9} {:>9} {:>9} {:>9}", "count", "p50", "p90", "p99", "max");
+    let _ = writeln!(
+        out,
+        "{title:<30} {:>7} {:>9} {:>9} {:>9} {:>9}",
+        "count", "p50", "p90", "p99", "max"
+    );
 }
 
 /// Renders the summary table.
 pub fn render(l: &Latencies) -> String {
     let mut out = String::new();
-    let outcomes: Vec<String> = l.outcomes().iter().map(|(k, v)| format!("{k} {v}")).collect();
-    let _ = writeln!(out, "traces: {}  ({})", l.traces(), if outcomes.is_empty() { "none".into() } else { outcomes.join(", ") });
+    let outcomes: Vec<String> = l
+        .outcomes()
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "traces: {}  ({})",
+        l.traces(),
+        if outcomes.is_empty() {
+            "none".into()
+        } else {
+            outcomes.join(", ")
+        }
+    );
     out.push('\n');
     header(&mut out, "podtrace phases");
     row(&mut out, "startup (created → Ready)", l.overall());
@@ -47,9 +69,13 @@ pub fn render(l: &Latencies) -> String {
     for name in CL2_PHASES {
         row(&mut out, name, l.phases().get(name).unwrap_or(&empty));
     }
-    let approx = std::iter::once(l.overall()).chain(l.phases().values()).any(|d| !d.is_exact());
+    let approx = std::iter::once(l.overall())
+        .chain(l.phases().values())
+        .any(|d| !d.is_exact());
     if approx {
-        out.push_str("\n(percentiles over more than 4096 samples are approximate, within ±0.5 %)\n");
+        out.push_str(
+            "\n(percentiles over more than 4096 samples are approximate, within ±0.5 %)\n",
+        );
     }
     out
 }
@@ -68,8 +94,16 @@ mod tests {
         for i in 1..=10 {
             l.record(&Trace {
                 trace_id: TraceId([i as u8; 16]),
-                pod: PodRef { namespace: "d".into(), name: format!("p{i}"), uid: format!("u{i}") },
-                outcome: if i == 10 { Outcome::Deleted } else { Outcome::Ready },
+                pod: PodRef {
+                    namespace: "d".into(),
+                    name: format!("p{i}"),
+                    uid: format!("u{i}"),
+                },
+                outcome: if i == 10 {
+                    Outcome::Deleted
+                } else {
+                    Outcome::Ready
+                },
                 partial: false,
                 remote_parent: None,
                 spans: vec![Span {
@@ -87,15 +121,29 @@ mod tests {
             });
         }
         let out = render(&l);
-        assert!(out.starts_with("traces: 10  (Deleted 1, Ready 9)\n"), "{out}");
-        let line = |prefix: &str| out.lines().find(|x| x.trim_start().starts_with(prefix)).unwrap();
-        let startup: Vec<_> = line("startup (created").split_whitespace().rev().take(5).collect();
+        assert!(
+            out.starts_with("traces: 10  (Deleted 1, Ready 9)\n"),
+            "{out}"
+        );
+        let line = |prefix: &str| {
+            out.lines()
+                .find(|x| x.trim_start().starts_with(prefix))
+                .unwrap()
+        };
+        let startup: Vec<_> = line("startup (created")
+            .split_whitespace()
+            .rev()
+            .take(5)
+            .collect();
         // count 9, p50 = 5th of 100..900 ms, p90 = 9th, p99 = 9th, max 900ms (reversed).
         assert_eq!(startup, ["900ms", "900ms", "900ms", "500ms", "9"]);
         let sched: Vec<_> = line("schedule ").split_whitespace().collect();
         assert_eq!(sched, ["schedule", "10", "50ms", "90ms", "100ms", "100ms"]);
         let cl2: Vec<_> = line("pod_startup").split_whitespace().collect();
-        assert_eq!(cl2, ["pod_startup", "10", "500ms", "900ms", "1.000s", "1.000s"]);
+        assert_eq!(
+            cl2,
+            ["pod_startup", "10", "500ms", "900ms", "1.000s", "1.000s"]
+        );
         let missing: Vec<_> = line("run_to_watch").split_whitespace().collect();
         assert_eq!(missing, ["run_to_watch", "0", "-", "-", "-", "-"]);
         // CL2 phases are listed only in their own section.

@@ -29,7 +29,11 @@ pub struct Style {
 
 impl Default for Style {
     fn default() -> Self {
-        Style { color: false, bar_width: 40, max_events: 3 }
+        Style {
+            color: false,
+            bar_width: 40,
+            max_events: 3,
+        }
     }
 }
 
@@ -37,12 +41,20 @@ impl Style {
     /// Colour when stdout is a terminal and `NO_COLOR` is unset (<https://no-color.org>).
     pub fn for_stdout() -> Self {
         use std::io::IsTerminal;
-        let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-        Style { color, ..Style::default() }
+        let color = std::io::stdout().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        Style {
+            color,
+            ..Style::default()
+        }
     }
 
     fn paint(&self, code: &str, text: &str) -> String {
-        if self.color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
     }
 }
 
@@ -102,10 +114,19 @@ fn tree_order(trace: &Trace) -> Vec<(usize, usize)> {
     if trace.spans.is_empty() {
         return Vec::new();
     }
-    let index: HashMap<SpanId, usize> = trace.spans.iter().enumerate().map(|(i, s)| (s.span_id, i)).collect();
+    let index: HashMap<SpanId, usize> = trace
+        .spans
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.span_id, i))
+        .collect();
     let mut children: Vec<Vec<usize>> = vec![Vec::new(); trace.spans.len()];
     for (i, s) in trace.spans.iter().enumerate().skip(1) {
-        let parent = s.parent.and_then(|p| index.get(&p).copied()).filter(|p| *p != i).unwrap_or(0);
+        let parent = s
+            .parent
+            .and_then(|p| index.get(&p).copied())
+            .filter(|p| *p != i)
+            .unwrap_or(0);
         children[parent].push(i);
     }
     for c in &mut children {
@@ -196,7 +217,13 @@ fn printable(s: &str) -> String {
         return s.to_string();
     }
     s.chars()
-        .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
         .collect()
 }
 
@@ -226,7 +253,10 @@ pub fn render(trace: &Trace, style: &Style) -> String {
     let _ = write!(
         out,
         "{}  {}  {}  trace {}",
-        style.paint("1", &printable(&format!("{}/{}", trace.pod.namespace, trace.pod.name))),
+        style.paint(
+            "1",
+            &printable(&format!("{}/{}", trace.pod.namespace, trace.pod.name))
+        ),
         style.paint(outcome_code, &printable(&outcome)),
         human_duration(total),
         trace.trace_id
@@ -244,9 +274,23 @@ pub fn render(trace: &Trace, style: &Style) -> String {
     };
     let rows: Vec<(usize, usize, String)> = tree_order(trace)
         .into_iter()
-        .map(|(i, depth)| (i, depth, format!("{}{}", "  ".repeat(depth + 1), label(trace, &trace.spans[i]))))
+        .map(|(i, depth)| {
+            (
+                i,
+                depth,
+                format!(
+                    "{}{}",
+                    "  ".repeat(depth + 1),
+                    label(trace, &trace.spans[i])
+                ),
+            )
+        })
         .collect();
-    let name_width = rows.iter().map(|(_, _, l)| l.chars().count()).max().unwrap_or(0);
+    let name_width = rows
+        .iter()
+        .map(|(_, _, l)| l.chars().count())
+        .max()
+        .unwrap_or(0);
     for (i, depth, l) in rows {
         let span = &trace.spans[i];
         let pad = name_width - l.chars().count();
@@ -259,7 +303,11 @@ pub fn render(trace: &Trace, style: &Style) -> String {
             style.paint(span_color(span), &bar(style, root, span)),
         );
         if let Status::Error(msg) = &span.status {
-            let _ = write!(out, " {}", style.paint("31", &format!("✗ {}", shorten(msg, 80))));
+            let _ = write!(
+                out,
+                " {}",
+                style.paint("31", &format!("✗ {}", shorten(msg, 80)))
+            );
         }
         out.push('\n');
         let indent = "  ".repeat(depth + 2);
@@ -278,7 +326,11 @@ pub fn render(trace: &Trace, style: &Style) -> String {
             let _ = writeln!(out, "{}", style.paint("2", &line));
         }
         if span.events.len() > style.max_events {
-            let _ = writeln!(out, "{indent}· … {} more events", span.events.len() - style.max_events);
+            let _ = writeln!(
+                out,
+                "{indent}· … {} more events",
+                span.events.len() - style.max_events
+            );
         }
     }
     out
@@ -304,7 +356,9 @@ mod tests {
             attributes: vec![],
             events: vec![],
         };
-        let node = Service::Kubelet { node: "node-a".into() };
+        let node = Service::Kubelet {
+            node: "node-a".into(),
+        };
         let mut c = mk(3, Some(1), "container.startup", node.clone(), 1000, 4000);
         c.attributes = vec![("container.name", Value::Str("app".into()))];
         let mut pull = mk(4, Some(3), "container.image_pull", node.clone(), 1000, 3000);
@@ -317,8 +371,14 @@ mod tests {
         }];
         Trace {
             trace_id: TraceId([0xab; 16]),
-            pod: PodRef { namespace: "default".into(), name: "web-1".into(), uid: "u".into() },
-            outcome: Outcome::Failed { reason: "ErrImagePull".into() },
+            pod: PodRef {
+                namespace: "default".into(),
+                name: "web-1".into(),
+                uid: "u".into(),
+            },
+            outcome: Outcome::Failed {
+                reason: "ErrImagePull".into(),
+            },
             partial: true,
             remote_parent: None,
             // Deliberately out of tree order: the pull (child of 3) comes before the schedule.
@@ -334,7 +394,11 @@ mod tests {
 
     #[test]
     fn layout_without_colour() {
-        let style = Style { color: false, bar_width: 20, max_events: 3 };
+        let style = Style {
+            color: false,
+            bar_width: 20,
+            max_events: 3,
+        };
         let out = render(&fixed(), &style);
         let expected = "\
 default/web-1  Failed (ErrImagePull)  4.000s  trace abababababababababababababababab  partial (seen mid-startup)
@@ -350,7 +414,11 @@ default/web-1  Failed (ErrImagePull)  4.000s  trace abababababababababababababab
 
     #[test]
     fn colour_marks_errors_red() {
-        let style = Style { color: true, bar_width: 10, max_events: 3 };
+        let style = Style {
+            color: true,
+            bar_width: 10,
+            max_events: 3,
+        };
         let out = render(&fixed(), &style);
         assert!(out.contains("\x1b[31m✗ ErrImagePull"));
         assert!(out.contains("\x1b[36m    pod.schedule"));
@@ -371,7 +439,10 @@ default/web-1  Failed (ErrImagePull)  4.000s  trace abababababababababababababab
         assert_eq!(human_duration(SignedDuration::from_millis(850)), "850ms");
         assert_eq!(human_duration(SignedDuration::from_micros(400)), "0.4ms");
         assert_eq!(human_duration(SignedDuration::ZERO), "0ms");
-        assert_eq!(human_duration(SignedDuration::from_millis(123_500)), "2m03.5s");
+        assert_eq!(
+            human_duration(SignedDuration::from_millis(123_500)),
+            "2m03.5s"
+        );
     }
 
     #[test]

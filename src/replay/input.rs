@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use jiff::Timestamp;
 use serde_json::Value;
 
-use crate::observe::{Action, Object, ObserveError, Observation};
+use crate::observe::{Action, Object, Observation, ObserveError};
 
 /// Largest single JSON value accepted; beyond it the value is reported and skipped, so garbage
 /// input cannot exhaust memory. `kubectl get -o json` of a large cluster stays well below.
@@ -108,7 +108,10 @@ impl<R: Read> Read for Counting<R> {
 }
 
 /// Opens a source, transparently gunzipping. Returns the reader and the raw size when known.
-fn open(source: &Source, count: Arc<AtomicU64>) -> io::Result<(Box<dyn BufRead + Send>, Option<u64>)> {
+fn open(
+    source: &Source,
+    count: Arc<AtomicU64>,
+) -> io::Result<(Box<dyn BufRead + Send>, Option<u64>)> {
     let (raw, size): (Box<dyn Read + Send>, Option<u64>) = match source {
         Source::Path(p) if p == "-" => (Box::new(io::stdin()), None),
         Source::Path(p) => {
@@ -116,7 +119,10 @@ fn open(source: &Source, count: Arc<AtomicU64>) -> io::Result<(Box<dyn BufRead +
             let size = f.metadata().ok().map(|m| m.len());
             (Box::new(f), size)
         }
-        Source::Bytes { data, .. } => (Box::new(io::Cursor::new(data.clone())), Some(data.len() as u64)),
+        Source::Bytes { data, .. } => (
+            Box::new(io::Cursor::new(data.clone())),
+            Some(data.len() as u64),
+        ),
     };
     let mut buffered = BufReader::with_capacity(256 << 10, Counting { inner: raw, count });
     let gzip = buffered.fill_buf()?.starts_with(&[0x1f, 0x8b]);
@@ -152,7 +158,14 @@ struct RawValue {
 
 impl Splitter {
     fn new(reader: Box<dyn BufRead + Send>) -> Self {
-        Splitter { reader, line: 1, line_start: true, pending_start: false, skipping: false, eof: false }
+        Splitter {
+            reader,
+            line: 1,
+            line_start: true,
+            pending_start: false,
+            skipping: false,
+            eof: false,
+        }
     }
 
     /// The next value, or None at the end. I/O errors end the file.
@@ -180,7 +193,11 @@ impl Splitter {
             if buf.is_empty() {
                 self.eof = true;
                 if garbage {
-                    return Some(Ok(RawValue { bytes, line: start_line, broken: Some("not JSON".into()) }));
+                    return Some(Ok(RawValue {
+                        bytes,
+                        line: start_line,
+                        broken: Some("not JSON".into()),
+                    }));
                 }
                 if started {
                     return Some(Ok(RawValue {
@@ -308,7 +325,11 @@ impl Splitter {
                             if let Some(from) = copy_from.take() {
                                 bytes.extend_from_slice(&buf[from..consumed]);
                             }
-                            done = Some(RawValue { bytes: std::mem::take(&mut bytes), line: start_line, broken: None });
+                            done = Some(RawValue {
+                                bytes: std::mem::take(&mut bytes),
+                                line: start_line,
+                                broken: None,
+                            });
                             break;
                         }
                     }
@@ -341,7 +362,8 @@ struct Present<'a>(Option<&'a serde_json::value::RawValue>);
 
 impl<'de: 'a, 'a> serde::Deserialize<'de> for Present<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        <&'a serde_json::value::RawValue as serde::Deserialize>::deserialize(d).map(|r| Present(Some(r)))
+        <&'a serde_json::value::RawValue as serde::Deserialize>::deserialize(d)
+            .map(|r| Present(Some(r)))
     }
 }
 
@@ -390,7 +412,12 @@ pub struct FileReader {
 
 /// The numeric resourceVersion of a Kubernetes object, if it has one.
 fn numeric_rv(object: &Value) -> Option<u64> {
-    object.get("metadata")?.get("resourceVersion")?.as_str()?.parse().ok()
+    object
+        .get("metadata")?
+        .get("resourceVersion")?
+        .as_str()?
+        .parse()
+        .ok()
 }
 
 impl FileReader {
@@ -401,11 +428,23 @@ impl FileReader {
             Source::Bytes { name, .. } => name.as_str().into(),
         };
         let (reader, size) = open(source, count)?;
-        Ok((FileReader { name, splitter: Splitter::new(reader), pending: VecDeque::new(), via_value: false }, size))
+        Ok((
+            FileReader {
+                name,
+                splitter: Splitter::new(reader),
+                pending: VecDeque::new(),
+                via_value: false,
+            },
+            size,
+        ))
     }
 
     fn err(&self, line: u64, reason: impl Into<String>) -> InputError {
-        InputError { file: self.name.to_string(), line, reason: reason.into() }
+        InputError {
+            file: self.name.to_string(),
+            line,
+            reason: reason.into(),
+        }
     }
 
     /// Turns one object into a record.
@@ -421,7 +460,10 @@ impl FileReader {
             Ok(a) => a,
             Err(ObserveError::Bookmark) => return (Ok(Record::Skipped(Skip::Bookmark)), rv),
             Err(ObserveError::WatchError(_)) => {
-                let msg = object.get("message").and_then(Value::as_str).unwrap_or("no message");
+                let msg = object
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("no message");
                 return (Err(self.err(line, format!("watch ERROR event: {msg}"))), rv);
             }
             Err(e) => return (Err(self.err(line, e.to_string())), rv),
@@ -429,15 +471,22 @@ impl FileReader {
         match Object::from_json(object) {
             Ok(object) => (
                 Ok(Record::Observation {
-                    observation: Observation { action, object, observed_at },
+                    observation: Observation {
+                        action,
+                        object,
+                        observed_at,
+                    },
                     file: self.name.clone(),
                     line,
                 }),
                 rv,
             ),
-            Err(ObserveError::UnsupportedKind { api_version, kind }) => {
-                (Ok(Record::Skipped(Skip::Unsupported(format!("{api_version}/{kind}")))), rv)
-            }
+            Err(ObserveError::UnsupportedKind { api_version, kind }) => (
+                Ok(Record::Skipped(Skip::Unsupported(format!(
+                    "{api_version}/{kind}"
+                )))),
+                rv,
+            ),
             Err(e) => (Err(self.err(line, e.to_string())), rv),
         }
     }
@@ -449,7 +498,9 @@ impl FileReader {
             self.pending.push_back((Err(e), None));
             return;
         }
-        if !self.via_value && let Some(records) = self.expand_fast(&raw) {
+        if !self.via_value
+            && let Some(records) = self.expand_fast(&raw)
+        {
             self.pending.extend(records);
             return;
         }
@@ -476,7 +527,9 @@ impl FileReader {
             && let Some((kind, rest)) = rest.split_once('"')
             && kind.bytes().all(|b| b.is_ascii_uppercase())
             && let Some((observed_at, rest)) = compact_observed_at(rest)
-            && let Some(object) = rest.strip_prefix(",\"object\":").and_then(|o| o.strip_suffix('}'))
+            && let Some(object) = rest
+                .strip_prefix(",\"object\":")
+                .and_then(|o| o.strip_suffix('}'))
             && let Ok(action) = Action::from_watch_type(kind)
             && let Some(record) = self.object_fast(Ok(action), object, observed_at, line)
         {
@@ -491,9 +544,12 @@ impl FileReader {
             let observed_at = match env.observed_at.0 {
                 None => None,
                 Some(r) if r.get() == "null" => None,
-                Some(r) if r.get().starts_with('"') => {
-                    Some(serde_json::from_str::<String>(r.get()).ok()?.parse::<Timestamp>().ok()?)
-                }
+                Some(r) if r.get().starts_with('"') => Some(
+                    serde_json::from_str::<String>(r.get())
+                        .ok()?
+                        .parse::<Timestamp>()
+                        .ok()?,
+                ),
                 Some(_) => return None,
             };
             let object = env.object.0?;
@@ -502,18 +558,33 @@ impl FileReader {
                 Err(ObserveError::Bookmark) => Err(ObserveError::Bookmark),
                 Err(_) => return None,
             };
-            return Some(vec![self.object_fast(action, object.get(), observed_at, line)?]);
+            return Some(vec![self.object_fast(
+                action,
+                object.get(),
+                observed_at,
+                line,
+            )?]);
         }
         let is_list = env.kind.0.is_some_and(|k| {
             k.get().starts_with('"')
-                && serde_json::from_str::<String>(k.get()).is_ok_and(|k| k == "List" || k.ends_with("List"))
+                && serde_json::from_str::<String>(k.get())
+                    .is_ok_and(|k| k == "List" || k.ends_with("List"))
         }) && env.items.0.is_some_and(|i| i.get().starts_with('['));
         if is_list {
-            let items: Vec<&serde_json::value::RawValue> = serde_json::from_str(env.items.0?.get()).ok()?;
-            return items.into_iter().map(|item| self.object_fast(Ok(Action::Added), item.get(), None, line)).collect();
+            let items: Vec<&serde_json::value::RawValue> =
+                serde_json::from_str(env.items.0?.get()).ok()?;
+            return items
+                .into_iter()
+                .map(|item| self.object_fast(Ok(Action::Added), item.get(), None, line))
+                .collect();
         }
         if env.api_version.0.is_some() && env.kind.0.is_some() {
-            return Some(vec![self.object_fast(Ok(Action::Added), text, None, line)?]);
+            return Some(vec![self.object_fast(
+                Ok(Action::Added),
+                text,
+                None,
+                line,
+            )?]);
         }
         None
     }
@@ -540,12 +611,23 @@ impl FileReader {
         let rv = numeric(rv);
         match result {
             Ok(object) => Some((
-                Ok(Record::Observation { observation: Observation { action, object, observed_at }, file: self.name.clone(), line }),
+                Ok(Record::Observation {
+                    observation: Observation {
+                        action,
+                        object,
+                        observed_at,
+                    },
+                    file: self.name.clone(),
+                    line,
+                }),
                 rv,
             )),
-            Err(ObserveError::UnsupportedKind { api_version, kind }) => {
-                Some((Ok(Record::Skipped(Skip::Unsupported(format!("{api_version}/{kind}")))), rv))
-            }
+            Err(ObserveError::UnsupportedKind { api_version, kind }) => Some((
+                Ok(Record::Skipped(Skip::Unsupported(format!(
+                    "{api_version}/{kind}"
+                )))),
+                rv,
+            )),
             Err(_) => None,
         }
     }
@@ -563,7 +645,10 @@ impl FileReader {
             }
         };
         let Value::Object(mut map) = value else {
-            let e = self.err(raw.line, "expected a JSON object (watch event, List or Kubernetes object)");
+            let e = self.err(
+                raw.line,
+                "expected a JSON object (watch event, List or Kubernetes object)",
+            );
             self.pending.push_back((Err(e), None));
             return;
         };
@@ -602,7 +687,10 @@ impl FileReader {
             self.pending.push_back(rec);
             return;
         }
-        let is_list = map.get("kind").and_then(Value::as_str).is_some_and(|k| k == "List" || k.ends_with("List"))
+        let is_list = map
+            .get("kind")
+            .and_then(Value::as_str)
+            .is_some_and(|k| k == "List" || k.ends_with("List"))
             && map.get("items").is_some_and(Value::is_array);
         if is_list {
             if let Some(Value::Array(items)) = map.remove("items") {
@@ -618,7 +706,10 @@ impl FileReader {
             self.pending.push_back(rec);
             return;
         }
-        let e = self.err(raw.line, "not a watch event, List or Kubernetes object (no \"type\" or \"kind\")");
+        let e = self.err(
+            raw.line,
+            "not a watch event, List or Kubernetes object (no \"type\" or \"kind\")",
+        );
         self.pending.push_back((Err(e), None));
     }
 
@@ -646,14 +737,20 @@ pub fn recordings_in(dir: &Path) -> io::Result<Vec<std::path::PathBuf>> {
         .filter(|p| {
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
             let name = name.strip_suffix(".gz").unwrap_or(name);
-            !name.starts_with('.') && [".json", ".jsonl", ".ndjson"].iter().any(|x| name.ends_with(x))
+            !name.starts_with('.')
+                && [".json", ".jsonl", ".ndjson"]
+                    .iter()
+                    .any(|x| name.ends_with(x))
         })
         .collect();
     files.sort();
     if files.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
-            format!("{}: no recordings (*.json, *.jsonl, *.ndjson, optionally .gz) in this directory", dir.display()),
+            format!(
+                "{}: no recordings (*.json, *.jsonl, *.ndjson, optionally .gz) in this directory",
+                dir.display()
+            ),
         ));
     }
     Ok(files)
@@ -706,8 +803,13 @@ impl Inputs {
             files.push(f);
         }
         let n = files.len();
-        let mut inputs =
-            Inputs { files, heads: (0..n).map(|_| None).collect(), last_key: vec![0; n], bytes_read, total_bytes: total };
+        let mut inputs = Inputs {
+            files,
+            heads: (0..n).map(|_| None).collect(),
+            last_key: vec![0; n],
+            bytes_read,
+            total_bytes: total,
+        };
         for i in 0..n {
             inputs.refill(i);
         }
@@ -721,7 +823,11 @@ impl Inputs {
         for p in paths {
             let p = p.as_ref();
             if p.is_dir() {
-                sources.extend(recordings_in(p)?.into_iter().map(|f| Source::Path(f.to_string_lossy().into_owned())));
+                sources.extend(
+                    recordings_in(p)?
+                        .into_iter()
+                        .map(|f| Source::Path(f.to_string_lossy().into_owned())),
+                );
             } else {
                 sources.push(Source::Path(p.to_string_lossy().into_owned()));
             }

@@ -110,7 +110,11 @@ pub struct ReplayStats {
 
 impl std::fmt::Display for ReplayStats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "replayed {} observations into {} traces", self.observations, self.traces)?;
+        write!(
+            f,
+            "replayed {} observations into {} traces",
+            self.observations, self.traces
+        )?;
         if self.malformed > 0 {
             write!(f, "; {} malformed values", self.malformed)?;
         }
@@ -169,7 +173,10 @@ impl Sink {
     }
 }
 
-fn start_exporter(args: &ReplayArgs, endpoint: &str) -> anyhow::Result<(Exporter, tokio::runtime::Runtime)> {
+fn start_exporter(
+    args: &ReplayArgs,
+    endpoint: &str,
+) -> anyhow::Result<(Exporter, tokio::runtime::Runtime)> {
     let mut config = ExportConfig::from_env().context("reading OTEL_* environment variables")?;
     config.endpoint = endpoint.to_string();
     if let Some(p) = args.otlp_protocol {
@@ -212,7 +219,11 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         exporter,
         closed: false,
     };
-    let mut engine = Engine::new(Config { grace: args.grace, timeout: args.timeout, ..Config::default() });
+    let mut engine = Engine::new(Config {
+        grace: args.grace,
+        timeout: args.timeout,
+        ..Config::default()
+    });
     let stats = replay(inputs, &mut engine, &mut sink, args.strict)?;
 
     if args.format == Format::Summary {
@@ -224,7 +235,9 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         }
     }
     match sink.out.flush() {
-        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(e).context("writing to stdout"),
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            return Err(e).context("writing to stdout");
+        }
         _ => {}
     }
     eprintln!("{stats}");
@@ -238,20 +251,32 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
             s.exported_traces, s.exported_spans, s.dropped_traces, s.failed_traces, s.retries
         );
         if s.dropped_traces + s.failed_traces > 0 {
-            let why = last_error.map(|e| format!(" (last error: {e})")).unwrap_or_default();
-            anyhow::bail!("{} traces were not exported{why}", s.dropped_traces + s.failed_traces);
+            let why = last_error
+                .map(|e| format!(" (last error: {e})"))
+                .unwrap_or_default();
+            anyhow::bail!(
+                "{} traces were not exported{why}",
+                s.dropped_traces + s.failed_traces
+            );
         }
     }
     Ok(())
 }
 
-fn replay(inputs: Inputs, engine: &mut Engine, sink: &mut Sink, strict: bool) -> anyhow::Result<ReplayStats> {
+fn replay(
+    inputs: Inputs,
+    engine: &mut Engine,
+    sink: &mut Sink,
+    strict: bool,
+) -> anyhow::Result<ReplayStats> {
     let mut stats = ReplayStats::default();
     let progress = inputs.wants_progress().then(|| {
         let bar = indicatif::ProgressBar::new(inputs.total_bytes().unwrap_or(0));
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         bar
     });
@@ -280,7 +305,9 @@ fn replay(inputs: Inputs, engine: &mut Engine, sink: &mut Sink, strict: bool) ->
                 }
             }
             Ok(Record::Skipped(Skip::Bookmark)) => stats.bookmarks += 1,
-            Ok(Record::Skipped(Skip::Unsupported(kind))) => *stats.unsupported.entry(kind).or_default() += 1,
+            Ok(Record::Skipped(Skip::Unsupported(kind))) => {
+                *stats.unsupported.entry(kind).or_default() += 1
+            }
             Ok(Record::Observation { observation, .. }) => {
                 stats.observations += 1;
                 for t in engine.observe(observation) {

@@ -485,7 +485,9 @@ mod tests {
     use crate::observe::Action;
 
     fn orphan_event(uid: &str, count: i32) -> Observation {
-        let t: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap_or(Timestamp::UNIX_EPOCH);
+        let t: Timestamp = "2026-01-01T00:00:00Z"
+            .parse()
+            .unwrap_or(Timestamp::UNIX_EPOCH);
         Observation {
             action: Action::Added,
             object: Object::Event(Box::new(EventFacts {
@@ -506,7 +508,10 @@ mod tests {
 
     #[test]
     fn redelivered_orphans_take_no_slot_and_evict_nothing() {
-        let mut engine = Engine::new(Config { max_orphan_events: 2, ..Config::default() });
+        let mut engine = Engine::new(Config {
+            max_orphan_events: 2,
+            ..Config::default()
+        });
         engine.observe(orphan_event("a", 1));
         engine.observe(orphan_event("b", 1));
         // Re-deliveries and count updates of buffered events while the buffer is full.
@@ -515,9 +520,24 @@ mod tests {
             engine.observe(orphan_event("b", count));
         }
         assert_eq!(engine.orphan_events(), 2);
-        assert_eq!(engine.stats().orphan_events_dropped, 0, "an update evicted a buffered event");
-        assert_eq!(engine.orphans.queue.len(), 2, "one expiry entry per buffered event");
+        assert_eq!(
+            engine.stats().orphan_events_dropped,
+            0,
+            "an update evicted a buffered event"
+        );
+        assert_eq!(
+            engine.orphans.queue.len(),
+            2,
+            "one expiry entry per buffered event"
+        );
         assert_eq!(engine.stats().duplicate_events, 4);
-        assert_eq!(engine.orphans.by_pod.get("pod-not-seen-yet").map(|l| l.iter().map(|e| e.count).collect::<Vec<_>>()), Some(vec![3, 3]));
+        assert_eq!(
+            engine
+                .orphans
+                .by_pod
+                .get("pod-not-seen-yet")
+                .map(|l| l.iter().map(|e| e.count).collect::<Vec<_>>()),
+            Some(vec![3, 3])
+        );
     }
 }

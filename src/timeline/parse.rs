@@ -394,11 +394,15 @@ mod tests {
         assert!(!r.contains("token=abc"), "{r}");
         assert!(r.contains("exec: \"[redacted]\": stat"), "{r}");
         assert_eq!(
-            redact_event_message("Liveness probe failed: cat: can't open '/tmp/healthy': password=hunter2"),
+            redact_event_message(
+                "Liveness probe failed: cat: can't open '/tmp/healthy': password=hunter2"
+            ),
             Some("Liveness probe failed: [redacted]".to_string())
         );
         assert_eq!(
-            redact_event_message("Readiness probe errored: command \"sh -c check --key=k\" timed out"),
+            redact_event_message(
+                "Readiness probe errored: command \"sh -c check --key=k\" timed out"
+            ),
             Some("Readiness probe errored: [redacted]".to_string())
         );
         for kept in [
@@ -411,6 +415,9 @@ mod tests {
             assert_eq!(redact_event_message(kept), None, "{kept}");
         }
         // An unterminated quote still hides everything after it.
-        assert_eq!(redact_event_message("exec: \"/bin/x --a"), Some("exec: \"[redacted]\"".to_string()));
+        assert_eq!(
+            redact_event_message("exec: \"/bin/x --a"),
+            Some("exec: \"[redacted]\"".to_string())
+        );
     }
 }

@@ -66,7 +66,11 @@ impl TestEnv {
             nodes: v
                 .get("nodes")
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|n| n.as_str().map(String::from)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|n| n.as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_default(),
         }
     }
@@ -78,7 +82,10 @@ impl TestEnv {
 
     /// A query client for the trace backend.
     pub fn traces(&self) -> TraceQuery {
-        TraceQuery { base: self.trace_query.clone(), http: reqwest::Client::new() }
+        TraceQuery {
+            base: self.trace_query.clone(),
+            http: reqwest::Client::new(),
+        }
     }
 
     /// Stops the trace backend (e.g. to test export while it is down). Blocks until stopped.
@@ -162,19 +169,29 @@ impl TestNamespace {
             .await
             .unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
         let sas: Api<ServiceAccount> = Api::namespaced(client, &name);
-        wait_for(Duration::from_secs(30), &format!("default ServiceAccount in {name}"), || {
-            let sas = sas.clone();
-            async move { sas.get_opt("default").await.ok().flatten() }
-        })
+        wait_for(
+            Duration::from_secs(30),
+            &format!("default ServiceAccount in {name}"),
+            || {
+                let sas = sas.clone();
+                async move { sas.get_opt("default").await.ok().flatten() }
+            },
+        )
         .await;
-        TestNamespace { name, kubeconfig: env.kubeconfig.clone(), deleted: false }
+        TestNamespace {
+            name,
+            kubeconfig: env.kubeconfig.clone(),
+            deleted: false,
+        }
     }
 
     /// Deletes the namespace now (does not wait for it to disappear).
     pub async fn delete(mut self) {
         self.deleted = true;
         let client = client_from_kubeconfig(&self.kubeconfig).await;
-        let _ = Api::<Namespace>::all(client).delete(&self.name, &DeleteParams::background()).await;
+        let _ = Api::<Namespace>::all(client)
+            .delete(&self.name, &DeleteParams::background())
+            .await;
     }
 }
 
@@ -187,10 +204,16 @@ impl Drop for TestNamespace {
         // it was built on: delete from a fresh runtime on its own thread.
         let (name, kubeconfig) = (self.name.clone(), self.kubeconfig.clone());
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             rt.block_on(async {
                 let client = client_from_kubeconfig(&kubeconfig).await;
-                Api::<Namespace>::all(client).delete(&name, &DeleteParams::background()).await.ok()
+                Api::<Namespace>::all(client)
+                    .delete(&name, &DeleteParams::background())
+                    .await
+                    .ok()
             })
         })
         .join();
@@ -220,7 +243,12 @@ pub fn random_hex(n: usize) -> String {
     let mut out = String::new();
     while out.len() < n * 2 {
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos());
+        h.write_u128(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_nanos(),
+        );
         out.push_str(&format!("{:016x}", h.finish()));
     }
     out.truncate(n * 2);
@@ -273,12 +301,18 @@ impl TraceView {
 
     /// Spans without a parent.
     pub fn roots(&self) -> Vec<&SpanView> {
-        self.spans.iter().filter(|s| s.parent_span_id.is_none()).collect()
+        self.spans
+            .iter()
+            .filter(|s| s.parent_span_id.is_none())
+            .collect()
     }
 
     /// Direct children of `span_id`.
     pub fn children(&self, span_id: &str) -> Vec<&SpanView> {
-        self.spans.iter().filter(|s| s.parent_span_id.as_deref() == Some(span_id)).collect()
+        self.spans
+            .iter()
+            .filter(|s| s.parent_span_id.as_deref() == Some(span_id))
+            .collect()
     }
 }
 
@@ -293,7 +327,11 @@ pub struct TraceQuery {
 impl TraceQuery {
     /// The trace with this ID, or `None` if the backend does not have it (yet).
     pub async fn get_trace(&self, trace_id_hex: &str) -> Option<TraceView> {
-        let url = format!("{}/api/v3/traces/{}", self.base, trace_id_hex.to_ascii_lowercase());
+        let url = format!(
+            "{}/api/v3/traces/{}",
+            self.base,
+            trace_id_hex.to_ascii_lowercase()
+        );
         let resp = self.http.get(&url).send().await.ok()?;
         if !resp.status().is_success() {
             return None;
@@ -313,22 +351,29 @@ impl TraceQuery {
     ) -> Vec<String> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
         let start = now.saturating_sub(lookback);
-        let tags: serde_json::Map<String, Value> =
-            tags.iter().map(|(k, v)| (k.to_string(), Value::from(*v))).collect();
+        let tags: serde_json::Map<String, Value> = tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::from(*v)))
+            .collect();
         let url = reqwest::Url::parse_with_params(
             &format!("{}/api/traces", self.base),
             &[
                 ("service", service.to_string()),
                 ("tags", Value::Object(tags).to_string()),
                 ("start", start.as_micros().to_string()),
-                ("end", (now + Duration::from_secs(60)).as_micros().to_string()),
+                (
+                    "end",
+                    (now + Duration::from_secs(60)).as_micros().to_string(),
+                ),
                 ("limit", "1000".to_string()),
             ],
         )
         .expect("trace query URL");
         let resp = self.http.get(url).send().await;
         let Ok(resp) = resp else { return Vec::new() };
-        let Ok(body) = resp.json::<Value>().await else { return Vec::new() };
+        let Ok(body) = resp.json::<Value>().await else {
+            return Vec::new();
+        };
         let mut ids: Vec<String> = body
             .get("data")
             .and_then(Value::as_array)
@@ -346,13 +391,22 @@ impl TraceQuery {
 
     /// Service names the backend knows.
     pub async fn services(&self) -> Vec<String> {
-        let Ok(resp) = self.http.get(format!("{}/api/services", self.base)).send().await else {
+        let Ok(resp) = self
+            .http
+            .get(format!("{}/api/services", self.base))
+            .send()
+            .await
+        else {
             return Vec::new();
         };
         let body: Value = resp.json().await.unwrap_or(Value::Null);
         body.get("data")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -360,16 +414,36 @@ impl TraceQuery {
 /// Normalises OTLP/JSON `{"resourceSpans": [...]}` into a [`TraceView`].
 pub fn parse_otlp_json(trace_id: &str, v: &Value) -> TraceView {
     let mut spans = Vec::new();
-    for rs in v.get("resourceSpans").and_then(Value::as_array).into_iter().flatten() {
+    for rs in v
+        .get("resourceSpans")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let resource = attrs(rs.pointer("/resource/attributes"));
         let service = resource
             .get("service.name")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        for ss in rs.get("scopeSpans").and_then(Value::as_array).into_iter().flatten() {
-            for s in ss.get("spans").and_then(Value::as_array).into_iter().flatten() {
-                let str_of = |k: &str| s.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+        for ss in rs
+            .get("scopeSpans")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            for s in ss
+                .get("spans")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let str_of = |k: &str| {
+                    s.get(k)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string()
+                };
                 let parent = str_of("parentSpanId");
                 spans.push(SpanView {
                     name: str_of("name"),
@@ -395,7 +469,10 @@ pub fn parse_otlp_json(trace_id: &str, v: &Value) -> TraceView {
                         .flatten()
                         .map(|e| {
                             (
-                                e.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
+                                e.get("name")
+                                    .and_then(Value::as_str)
+                                    .unwrap_or_default()
+                                    .to_string(),
                                 num(e.get("timeUnixNano")) as u64,
                                 attrs(e.get("attributes")),
                             )
@@ -406,7 +483,10 @@ pub fn parse_otlp_json(trace_id: &str, v: &Value) -> TraceView {
         }
     }
     spans.sort_by(|a, b| (a.start_ns, &a.span_id).cmp(&(b.start_ns, &b.span_id)));
-    TraceView { trace_id: trace_id.to_ascii_lowercase(), spans }
+    TraceView {
+        trace_id: trace_id.to_ascii_lowercase(),
+        spans,
+    }
 }
 
 fn status_code(v: &Value) -> i64 {
@@ -431,7 +511,10 @@ fn attrs(v: Option<&Value>) -> BTreeMap<String, Value> {
         .into_iter()
         .flatten()
         .filter_map(|kv| {
-            Some((kv.get("key")?.as_str()?.to_string(), any_value(kv.get("value")?)))
+            Some((
+                kv.get("key")?.as_str()?.to_string(),
+                any_value(kv.get("value")?),
+            ))
         })
         .collect()
 }
