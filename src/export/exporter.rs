@@ -375,6 +375,18 @@ struct Shared {
 }
 
 impl Shared {
+    /// Resolves once the worker has exited. The `Notified` future is created before the flag
+    /// is read, so a notification between the two is not lost.
+    async fn worker_finished(&self) {
+        loop {
+            let notified = self.done.notified();
+            if self.finished.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Queued>> {
         // A panic while holding the lock cannot leave the deque inconsistent (every
         // operation on it is a single push/pop), so a poisoned lock is still usable.
@@ -544,30 +556,15 @@ impl Exporter {
         let s = &self.shared;
         s.closing.store(true, Ordering::Release);
         s.wake.notify_one();
-        let finished = async {
-            loop {
-                let notified = s.done.notified();
-                if s.finished.load(Ordering::Acquire) {
-                    return;
-                }
-                notified.await;
-            }
-        };
-        if tokio::time::timeout(deadline, finished).await.is_err() {
+        if tokio::time::timeout(deadline, s.worker_finished())
+            .await
+            .is_err()
+        {
             s.abort.store(true, Ordering::Release);
             s.wake.notify_one();
             // The worker notices `abort` at its next await point (every sleep and send is
             // raced against `wake`), so this wait is short; bound it anyway.
-            let finished = async {
-                loop {
-                    let notified = s.done.notified();
-                    if s.finished.load(Ordering::Acquire) {
-                        return;
-                    }
-                    notified.await;
-                }
-            };
-            let _ = tokio::time::timeout(Duration::from_secs(1), finished).await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), s.worker_finished()).await;
         }
         self.stats()
     }

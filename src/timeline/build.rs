@@ -122,6 +122,31 @@ impl<'a> Builder<'a> {
         self.nodes.get_mut(i)
     }
 
+    /// Pushes a container step (create, start) that runs from `cursor` to `at`, where `at` is
+    /// raised to `cursor` because each step follows the previous one. Returns where the next
+    /// step starts: this step's end, with the source of whatever decided it.
+    fn step(
+        &mut self,
+        parent: usize,
+        name: &'static str,
+        service: Service,
+        cursor: Stamp,
+        at: Stamp,
+        attributes: &[Attribute],
+    ) -> Option<Stamp> {
+        let (at, moved) = raise(at, Some(cursor.0));
+        let i = self.push(Some(parent), name.into(), name, service, cursor, at);
+        let n = self.node(i)?;
+        n.attributes = attributes.to_vec();
+        n.causal = moved;
+        let source = if n.clamped || moved {
+            n.start.1
+        } else {
+            n.end.1
+        };
+        Some((n.end.0, source))
+    }
+
     fn container_events(&self, c: &ContainerFacts, init: bool) -> Vec<&'a EventFacts> {
         let mut v: Vec<&EventFacts> = self
             .st
@@ -266,47 +291,27 @@ impl<'a> Builder<'a> {
         // Create.
         let has_pull_span = self.nodes.len() > spans_before;
         let mut cursor = pull_end.unwrap_or(start);
-        if let Some(cr) = created.and_then(event_start) {
-            // Created follows the pull (or the container's first step).
-            let (cr, moved) = raise(cr, Some(cursor.0));
-            let i = self.push(
-                Some(idx),
-                "container.create".into(),
+        if let Some(cr) = created.and_then(event_start)
+            && let Some(next) = self.step(
+                idx,
                 "container.create",
                 service.clone(),
                 cursor,
                 cr,
-            );
-            let a = container_attrs.clone();
-            if let Some(n) = self.node(i) {
-                n.attributes = a;
-                n.causal = moved;
-                cursor = (
-                    n.end.0,
-                    if n.clamped || moved {
-                        n.start.1
-                    } else {
-                        n.end.1
-                    },
-                );
-            }
+                &container_attrs,
+            )
+        {
+            cursor = next;
         }
         if let Some(st) = started_at {
-            // Started follows Created.
-            let (st, moved) = raise(st, Some(cursor.0));
-            let i = self.push(
-                Some(idx),
-                "container.start".into(),
+            self.step(
+                idx,
                 "container.start",
                 service,
                 cursor,
                 st,
+                &container_attrs,
             );
-            let a = container_attrs.clone();
-            if let Some(n) = self.node(i) {
-                n.attributes = a;
-                n.causal = moved;
-            }
         }
         // The container is done no earlier than its steps: raise its end to the last child's
         // end rather than cutting the (causally placed) children off.
