@@ -348,7 +348,7 @@ pub struct ObjectHead {
 
 /// A field's raw JSON text; `null` stays `Some("null")` (unlike `Option<&RawValue>`).
 #[derive(Default)]
-struct Present<'a>(Option<&'a serde_json::value::RawValue>);
+pub(crate) struct Present<'a>(pub(crate) Option<&'a serde_json::value::RawValue>);
 
 impl<'de: 'a, 'a> serde::Deserialize<'de> for Present<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use jiff::Timestamp;
 use serde_json::Value;
 
-use crate::observe::{Action, Object, Observation, ObserveError};
+use crate::observe::{Action, Object, Observation, ObserveError, Present};
 
 /// Largest single JSON value accepted; beyond it the value is reported and skipped, so garbage
 /// input cannot exhaust memory. `kubectl get -o json` of a large cluster stays well below.
@@ -356,17 +356,6 @@ impl Splitter {
     }
 }
 
-/// A field's raw JSON text; unlike `Option<&RawValue>`, `null` is kept as `Some("null")`.
-#[derive(Default)]
-struct Present<'a>(Option<&'a serde_json::value::RawValue>);
-
-impl<'de: 'a, 'a> serde::Deserialize<'de> for Present<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        <&'a serde_json::value::RawValue as serde::Deserialize>::deserialize(d)
-            .map(|r| Present(Some(r)))
-    }
-}
-
 /// The top level of a value: watch event, List or plain object, everything else skipped.
 /// Duplicate keys among these are an error here (the `Value` path then keeps the last).
 #[derive(serde::Deserialize)]
@@ -468,26 +457,35 @@ impl FileReader {
             }
             Err(e) => return (Err(self.err(line, e.to_string())), rv),
         };
-        match Object::from_json(object) {
-            Ok(object) => (
-                Ok(Record::Observation {
-                    observation: Observation {
-                        action,
-                        object,
-                        observed_at,
-                    },
-                    file: self.name.clone(),
-                    line,
-                }),
-                rv,
-            ),
-            Err(ObserveError::UnsupportedKind { api_version, kind }) => (
-                Ok(Record::Skipped(Skip::Unsupported(format!(
-                    "{api_version}/{kind}"
-                )))),
-                rv,
-            ),
-            Err(e) => (Err(self.err(line, e.to_string())), rv),
+        let record = self
+            .record(Object::from_json(object), action, observed_at, line)
+            .map_err(|e| self.err(line, e.to_string()));
+        (record, rv)
+    }
+
+    /// The record a decoded object makes: an observation, or a skip for kinds podtrace does
+    /// not read; other decoding errors are returned for the caller to report (or retry).
+    fn record(
+        &self,
+        object: Result<Object, ObserveError>,
+        action: Action,
+        observed_at: Option<Timestamp>,
+        line: u64,
+    ) -> Result<Record, ObserveError> {
+        match object {
+            Ok(object) => Ok(Record::Observation {
+                observation: Observation {
+                    action,
+                    object,
+                    observed_at,
+                },
+                file: self.name.clone(),
+                line,
+            }),
+            Err(ObserveError::UnsupportedKind { api_version, kind }) => Ok(Record::Skipped(
+                Skip::Unsupported(format!("{api_version}/{kind}")),
+            )),
+            Err(e) => Err(e),
         }
     }
 
@@ -608,28 +606,8 @@ impl FileReader {
             Err(_) => return None,
         };
         let (result, rv) = Object::from_json_str_with_resource_version(object);
-        let rv = numeric(rv);
-        match result {
-            Ok(object) => Some((
-                Ok(Record::Observation {
-                    observation: Observation {
-                        action,
-                        object,
-                        observed_at,
-                    },
-                    file: self.name.clone(),
-                    line,
-                }),
-                rv,
-            )),
-            Err(ObserveError::UnsupportedKind { api_version, kind }) => Some((
-                Ok(Record::Skipped(Skip::Unsupported(format!(
-                    "{api_version}/{kind}"
-                )))),
-                rv,
-            )),
-            Err(_) => None,
-        }
+        let record = self.record(result, action, observed_at, line).ok()?;
+        Some((Ok(record), numeric(rv)))
     }
 
     /// The reference path of [`Self::expand`]: the whole value through `serde_json::Value`.
