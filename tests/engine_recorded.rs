@@ -119,20 +119,28 @@ fn recorded_stream_order_does_not_change_spans() {
         v
     };
     let (expected, _) = run(obs.clone(), patient());
-    // Deterministic pseudo-random shuffles (xorshift), so failures reproduce.
-    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-    for _ in 0..5 {
-        let mut shuffled = obs.clone();
-        for i in (1..shuffled.len()).rev() {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let j = (seed % (i as u64 + 1)) as usize;
-            shuffled.swap(i, j);
-        }
+    for shuffled in shuffles(&obs, 0x9e37_79b9_7f4a_7c15) {
         let (got, _) = run(shuffled, patient());
         assert_eq!(shape(&got), shape(&expected));
     }
+}
+
+/// Five deterministic pseudo-random shuffles (Fisher–Yates driven by xorshift from `seed`),
+/// so a failure reproduces.
+fn shuffles<T: Clone>(items: &[T], mut seed: u64) -> Vec<Vec<T>> {
+    (0..5)
+        .map(|_| {
+            let mut shuffled = items.to_vec();
+            for i in (1..shuffled.len()).rev() {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let j = (seed % (i as u64 + 1)) as usize;
+                shuffled.swap(i, j);
+            }
+            shuffled
+        })
+        .collect()
 }
 
 fn causal(s: &podtrace::trace::Span) -> bool {
@@ -287,16 +295,7 @@ fn recorded_stream_order_does_not_change_timing() {
         v
     };
     let (expected, _) = run(obs.clone(), patient());
-    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-    for _ in 0..5 {
-        let mut shuffled = obs.clone();
-        for i in (1..shuffled.len()).rev() {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let j = (seed % (i as u64 + 1)) as usize;
-            shuffled.swap(i, j);
-        }
+    for shuffled in shuffles(&obs, 0x2545_f491_4f6c_dd1d) {
         let (got, _) = run(shuffled, patient());
         assert_eq!(timing(&got), timing(&expected));
     }
