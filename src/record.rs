@@ -28,14 +28,9 @@ use serde::de::DeserializeOwned;
 /// Arguments of `podtrace record`.
 #[derive(clap::Args, Debug)]
 pub struct RecordArgs {
-    /// Kubeconfig file to use (default: in-cluster, then KUBECONFIG / ~/.kube/config).
-    // Deliberately no `env = "KUBECONFIG"`: kube reads that variable itself, including
-    // colon-separated lists, and setting it here would also skip the in-cluster config.
-    #[arg(long)]
-    pub kubeconfig: Option<PathBuf>,
-    /// Kubeconfig context to use (default: the current context).
-    #[arg(long)]
-    pub context: Option<String>,
+    /// Cluster connection.
+    #[command(flatten)]
+    pub cluster: crate::controller::client::ClusterArgs,
     /// File to write; gzip-compressed when the name ends in `.gz`.
     #[arg(long)]
     pub out: PathBuf,
@@ -81,9 +76,7 @@ fn open_output(path: &Path) -> anyhow::Result<Box<dyn Write + Send>> {
 /// Records until interrupted.
 pub async fn run(args: RecordArgs) -> anyhow::Result<()> {
     crate::telemetry::init_logging(args.log_format);
-    let client =
-        crate::controller::client::make_client(args.kubeconfig.as_deref(), args.context.as_deref())
-            .await?;
+    let client = args.cluster.client().await?;
     let mut out = open_output(&args.out)?;
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     let writer = std::thread::spawn(move || -> std::io::Result<u64> {

@@ -39,7 +39,6 @@ pub mod status;
 pub mod watch;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -56,12 +55,9 @@ use crate::telemetry::{LogFormat, Metrics};
 /// Arguments of `podtrace run`.
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
-    /// Kubeconfig file (default: in-cluster service account, then KUBECONFIG / ~/.kube/config).
-    #[arg(long)]
-    pub kubeconfig: Option<PathBuf>,
-    /// Kubeconfig context (default: the current context).
-    #[arg(long)]
-    pub context: Option<String>,
+    /// Cluster connection.
+    #[command(flatten)]
+    pub cluster: client::ClusterArgs,
     /// Follow TraceSessions, Pods and Events of this namespace only (default: all namespaces;
     /// a namespaced install then needs only a Role, plus read access to Nodes).
     #[arg(long, env = "WATCH_NAMESPACE")]
@@ -161,7 +157,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let http_task = http::serve(args.metrics_addr, health.clone(), stop_rx.clone()).await?;
-    let client = client::make_client(args.kubeconfig.as_deref(), args.context.as_deref()).await?;
+    let client = args.cluster.client().await?;
     let export = export_config(&args)?;
 
     let mut shutdown = std::pin::pin!(crate::record::shutdown_signal());
