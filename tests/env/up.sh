@@ -33,13 +33,15 @@ print_usage() {
 MSG
 }
 
+# curl, jq and openssl come with this kind of machine; install any that is missing (as CI
+# on a new machine would need) rather than fail.
 need_tools() {
-  command -v curl >/dev/null || die "curl is required"
-  command -v jq >/dev/null || die "jq is required"
-  if ! command -v openssl >/dev/null; then
-    log "openssl missing; installing it with apt-get"
-    apt-get install -y openssl >/dev/null || die "openssl is required and could not be installed"
-  fi
+  local missing=() t
+  for t in curl jq openssl; do command -v "$t" >/dev/null || missing+=("$t"); done
+  ((${#missing[@]})) || return 0
+  log "installing ${missing[*]} with apt-get"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } >/dev/null \
+    || die "${missing[*]} required and could not be installed"
 }
 
 gen_pki() {
