@@ -96,31 +96,40 @@ pub const REDACTED: &str = "[redacted]";
 /// own HTTP/TCP/gRPC probe messages (status codes and connection errors). Returns None when
 /// nothing needed redacting.
 pub fn redact_event_message(msg: &str) -> Option<String> {
-    let mut out = String::new();
-    let mut changed = false;
     // Probe failures: "<Liveness|Readiness|Startup> probe failed|errored: <detail>".
-    for kind in ["Liveness", "Readiness", "Startup"] {
-        for verb in ["failed", "errored"] {
-            let prefix = format!("{kind} probe {verb}: ");
-            if let Some(detail) = msg.strip_prefix(prefix.as_str()) {
-                const KUBELET_OWN: &[&str] = &[
-                    "HTTP probe failed",
-                    "Get \"",
-                    "Head \"",
-                    "dial tcp",
-                    "timeout: failed to connect service",
-                    "rpc error",
-                ];
-                if KUBELET_OWN.iter().any(|p| detail.starts_with(p)) {
-                    return None;
-                }
-                return Some(format!("{prefix}{REDACTED}"));
+    const PROBE_PREFIXES: [&str; 6] = [
+        "Liveness probe failed: ",
+        "Liveness probe errored: ",
+        "Readiness probe failed: ",
+        "Readiness probe errored: ",
+        "Startup probe failed: ",
+        "Startup probe errored: ",
+    ];
+    // Detail the kubelet writes itself for HTTP, TCP and gRPC probes: no container output.
+    const KUBELET_OWN: [&str; 6] = [
+        "HTTP probe failed",
+        "Get \"",
+        "Head \"",
+        "dial tcp",
+        "timeout: failed to connect service",
+        "rpc error",
+    ];
+    for prefix in PROBE_PREFIXES {
+        if let Some(detail) = msg.strip_prefix(prefix) {
+            if KUBELET_OWN.iter().any(|p| detail.starts_with(p)) {
+                return None;
             }
+            return Some(format!("{prefix}{REDACTED}"));
         }
     }
+    const EXEC: &str = "exec: \"";
+    if !msg.contains(EXEC) {
+        return None;
+    }
+    let mut out = String::with_capacity(msg.len());
     let mut rest = msg;
-    while let Some(i) = rest.find("exec: \"") {
-        let (head, tail) = rest.split_at(i + "exec: \"".len());
+    while let Some(i) = rest.find(EXEC) {
+        let (head, tail) = rest.split_at(i + EXEC.len());
         out.push_str(head);
         match tail.find('"') {
             Some(end) => {
@@ -133,10 +142,6 @@ pub fn redact_event_message(msg: &str) -> Option<String> {
                 rest = "";
             }
         }
-        changed = true;
-    }
-    if !changed {
-        return None;
     }
     out.push_str(rest);
     Some(out)
