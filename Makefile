@@ -7,13 +7,14 @@ KUBECTL ?= kubectl
 
 .PHONY: crds run docker-build deploy undeploy
 
-# Regenerates the CRD from src/session.rs into both checked-in copies
-# (config/crd/ needs its own because kustomize refuses files outside its root).
+# Regenerates the CRD from src/session.rs into every checked-in copy (config/crd/ needs its
+# own because kustomize refuses files outside its root, the Helm chart ships its crds/).
 # Written to a temporary file first so a failed build does not truncate the CRD.
 crds:
 	cargo run -q -- crd > crds/tracesessions.podtrace.dev.yaml.tmp || { rm -f crds/tracesessions.podtrace.dev.yaml.tmp; exit 1; }
 	mv crds/tracesessions.podtrace.dev.yaml.tmp crds/tracesessions.podtrace.dev.yaml
 	cp crds/tracesessions.podtrace.dev.yaml config/crd/tracesessions.podtrace.dev.yaml
+	cp crds/tracesessions.podtrace.dev.yaml charts/podtrace/crds/tracesessions.podtrace.dev.yaml
 
 # Runs the controller locally against the current kubeconfig context. Alone, so without
 # leader election (a local Lease would also need a namespace to put it in).

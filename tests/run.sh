@@ -14,6 +14,9 @@ cleanup() {
   exit $rc
 }
 trap cleanup EXIT INT TERM
+# Every component, including the tools only tests use (helm, prometheus, dashboard-check);
+# cached ones are a no-op.
+tests/env/build.sh
 tests/env/up.sh
 
 cargo test --features e2e "$@"

@@ -9,8 +9,14 @@ ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 # Jaeger v2 ships from the v1.x module tags; v1.76.0 is Jaeger v2.13.
 JAEGER_VERSION="${JAEGER_VERSION:-v1.76.0}"
+# Tools the chart and dashboard tests use (not part of the running environment).
+HELM_VERSION="${HELM_VERSION:-v4.3.2}"
+# Prometheus 3.x ships from v0.3xx module tags; v0.316.0 is Prometheus 3.16.0.
+PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-v0.316.0}"
+GRAFANA_SDK_VERSION="${GRAFANA_SDK_VERSION:-v0.0.22}"
 
 CACHE="${PODTRACE_CACHE:-$HOME/.cache/podtrace}"
+HERE="$(cd "$(dirname "$0")" && pwd)"
 export GOFLAGS="-mod=mod -buildvcs=false"
 export CGO_ENABLED=0
 export GOTOOLCHAIN=local
@@ -129,19 +135,75 @@ build_jaeger() {
   go build -trimpath -ldflags "-s -w" -o "$out/jaeger" github.com/jaegertracing/jaeger/cmd/jaeger
 }
 
+build_helm() {
+  local v=$1 out=$2
+  mkdir -p "$out"
+  # Without the version ldflag `helm version` reports the bare major.minor.
+  GOBIN="$out" go install -trimpath \
+    -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$v -X helm.sh/helm/v4/internal/version.metadata=" \
+    "helm.sh/helm/v4/cmd/helm@$v"
+}
+
+build_prometheus() {
+  local v=$1 out=$2
+  # The tests scrape static targets only: remove_all_sd leaves out the cloud service
+  # discovery plugins (AWS, Azure, GCE, Kubernetes, ...) and most of the build. Without the
+  # builtinassets tag the web UI is not embedded; the HTTP API, all the tests use, works.
+  # Module tag v0.3MM.P is release 3.MM.P; the version shows in the build info metric.
+  local n=${v#v0.}; local semver="3.$(( ${n%%.*} - 300 )).${n#*.}"
+  local p=github.com/prometheus/common/version
+  mkdir -p "$out"
+  GOBIN="$out" go install -trimpath -tags remove_all_sd \
+    -ldflags "-s -w -X $p.Version=$semver -X $p.Branch=HEAD -X $p.Revision=$v" \
+    "github.com/prometheus/prometheus/cmd/prometheus@$v"
+}
+
+# A small checker (tests/env/dashboard-check) that strictly decodes Grafana dashboard JSON
+# into grafana-foundation-sdk's types; built into its own module pinned to the SDK version.
+build_dashboard_check() {
+  local v=$1 out=$2
+  cp "$HERE/dashboard-check/main.go" .
+  printf 'module podtrace.dev/testenv/dashboardcheck\ngo 1.26\nrequire github.com/grafana/grafana-foundation-sdk/go %s\n' "$v" >go.mod
+  go mod tidy -e
+  mkdir -p "$out"
+  go build -trimpath -ldflags "-s -w" -o "$out/dashboard-check" .
+}
+
+# component NAME: "<cache name> <version key> <build function>" of a component.
+component() {
+  case $1 in
+    kubernetes) echo "kubernetes $K8S_VERSION build_kubernetes" ;;
+    etcd) echo "etcd $ETCD_VERSION build_etcd" ;;
+    kwok) echo "kwok $KWOK_VERSION build_kwok" ;;
+    jaeger) echo "jaeger $JAEGER_VERSION build_jaeger" ;;
+    helm) echo "helm $HELM_VERSION build_helm" ;;
+    prometheus) echo "prometheus $PROMETHEUS_VERSION build_prometheus" ;;
+    # Keyed by the SDK version and a hash of the checker's source, so editing it rebuilds.
+    dashboard-check)
+      echo "dashboard-check $GRAFANA_SDK_VERSION-$(sha256sum "$HERE/dashboard-check/main.go" | cut -c1-12) build_dashboard_check" ;;
+    *) return 1 ;;
+  esac
+}
+
 main() {
+  # --path NAME: prints the component's bin directory (what tests run); exit status 1 when
+  # it has not been built.
+  if [[ ${1:-} == --path ]]; then
+    local name version
+    read -r name version _ < <(component "${2:-}") || { log "unknown component: ${2:-}"; return 2; }
+    echo "$CACHE/$name-$version/bin"
+    [[ -f "$CACHE/$name-$version/.complete" ]]
+    return
+  fi
   mkdir -p "$CACHE"
   local want=("$@")
-  [[ ${#want[@]} -eq 0 ]] && want=(etcd kwok jaeger kubernetes)
-  local rc=0
+  [[ ${#want[@]} -eq 0 ]] && want=(etcd kwok jaeger kubernetes helm prometheus dashboard-check)
+  local rc=0 name version fn
   for c in "${want[@]}"; do
-    case $c in
-      kubernetes) done_or_build kubernetes "$K8S_VERSION" build_kubernetes || rc=1 ;;
-      etcd) done_or_build etcd "$ETCD_VERSION" build_etcd || rc=1 ;;
-      kwok) done_or_build kwok "$KWOK_VERSION" build_kwok || rc=1 ;;
-      jaeger) done_or_build jaeger "$JAEGER_VERSION" build_jaeger || rc=1 ;;
-      *) log "unknown component: $c"; rc=2 ;;
-    esac
+    if ! read -r name version fn < <(component "$c"); then
+      log "unknown component: $c"; rc=2; continue
+    fi
+    done_or_build "$name" "$version" "$fn" || rc=1
   done
   return $rc
 }
