@@ -60,7 +60,13 @@ fn helm(args: &[&str], values: &Value) -> Result<String, String> {
 /// `helm template RELEASE -n NAMESPACE` with `values`, parsed.
 fn render(release: &str, namespace: &str, values: &Value) -> Vec<Value> {
     let text = helm(
-        &["template", release, "--namespace", namespace, "--include-crds"],
+        &[
+            "template",
+            release,
+            "--namespace",
+            namespace,
+            "--include-crds",
+        ],
         values,
     )
     .unwrap_or_else(|e| panic!("helm template with {values} failed:\n{e}"));
@@ -177,7 +183,11 @@ fn chart_crd_is_the_generated_crd() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(files, ["tracesessions.podtrace.dev.yaml"], "charts/podtrace/crds");
+    assert_eq!(
+        files,
+        ["tracesessions.podtrace.dev.yaml"],
+        "charts/podtrace/crds"
+    );
     // And helm really ships it.
     let objs = render("podtrace", "podtrace-system", &json!({}));
     assert_eq!(of_kind(&objs, "CustomResourceDefinition").len(), 1);
@@ -196,7 +206,12 @@ fn every_object_lives_in_the_release_namespace_unless_cluster_scoped() {
                     assert!(o["metadata"]["namespace"].is_null(), "{what}")
                 }
                 // The read Role of a namespace-scoped install belongs where the pods are.
-                "Role" | "RoleBinding" if !o["metadata"]["name"].as_str().unwrap().ends_with("-leader-election") => {
+                "Role" | "RoleBinding"
+                    if !o["metadata"]["name"]
+                        .as_str()
+                        .unwrap()
+                        .ends_with("-leader-election") =>
+                {
                     assert_eq!(o["metadata"]["namespace"].as_str(), watched, "{what}")
                 }
                 _ => assert_eq!(o["metadata"]["namespace"], "observability", "{what}"),
@@ -280,7 +295,11 @@ fn rbac_is_config_rbac_for_every_value_set() {
         .filter(|g| !is_node_rule(g))
         .cloned()
         .collect();
-    let nodes: Grants = cluster_role.iter().filter(|g| is_node_rule(g)).cloned().collect();
+    let nodes: Grants = cluster_role
+        .iter()
+        .filter(|g| is_node_rule(g))
+        .cloned()
+        .collect();
     assert!(!nodes.is_empty() && !namespaced.is_empty());
 
     for (name, values) in value_sets() {
@@ -320,21 +339,40 @@ fn rbac_is_config_rbac_for_every_value_set() {
             assert_eq!(lease_roles.len(), 1, "{name}: one Lease Role in {ns}");
             assert_same(&format!("{name}: Lease Role"), lease_roles[0], &lease_role);
         } else {
-            assert!(lease_roles.is_empty(), "{name}: no Lease Role without leader election");
+            assert!(
+                lease_roles.is_empty(),
+                "{name}: no Lease Role without leader election"
+            );
         }
         let cluster_roles = find("ClusterRole", None, &|_| true);
         assert_eq!(cluster_roles.len(), 1, "{name}: one ClusterRole");
         match watched {
             None => {
-                assert_same(&format!("{name}: ClusterRole"), cluster_roles[0], &cluster_role);
-                assert_eq!(roles.len(), 1 + usize::from(leader), "{name}: roles {roles:?}");
+                assert_same(
+                    &format!("{name}: ClusterRole"),
+                    cluster_roles[0],
+                    &cluster_role,
+                );
+                assert_eq!(
+                    roles.len(),
+                    1 + usize::from(leader),
+                    "{name}: roles {roles:?}"
+                );
             }
             Some(w) => {
                 let read = find("Role", Some(w), &|n| !n.ends_with("-leader-election"));
                 assert_eq!(read.len(), 1, "{name}: one read Role in {w}");
                 assert_same(&format!("{name}: Role in {w}"), read[0], &namespaced);
-                assert_same(&format!("{name}: nodes ClusterRole"), cluster_roles[0], &nodes);
-                assert_eq!(roles.len(), 2 + usize::from(leader), "{name}: roles {roles:?}");
+                assert_same(
+                    &format!("{name}: nodes ClusterRole"),
+                    cluster_roles[0],
+                    &nodes,
+                );
+                assert_eq!(
+                    roles.len(),
+                    2 + usize::from(leader),
+                    "{name}: roles {roles:?}"
+                );
             }
         }
 
@@ -345,13 +383,21 @@ fn rbac_is_config_rbac_for_every_value_set() {
             .collect();
         assert_eq!(bindings.len(), roles.len(), "{name}: one binding per role");
         for b in bindings {
-            let role_kind = if b["kind"] == "RoleBinding" { "Role" } else { "ClusterRole" };
+            let role_kind = if b["kind"] == "RoleBinding" {
+                "Role"
+            } else {
+                "ClusterRole"
+            };
             let key = (
                 role_kind.to_owned(),
                 b["metadata"]["namespace"].as_str().map(String::from),
                 b["roleRef"]["name"].as_str().unwrap().to_owned(),
             );
-            assert!(roles.contains_key(&key), "{name}: {} refers to {key:?}", b["metadata"]["name"]);
+            assert!(
+                roles.contains_key(&key),
+                "{name}: {} refers to {key:?}",
+                b["metadata"]["name"]
+            );
             assert_eq!(b["roleRef"]["kind"], role_kind);
             assert_eq!(b["roleRef"]["apiGroup"], "rbac.authorization.k8s.io");
             assert_eq!(
@@ -371,7 +417,13 @@ fn rbac_and_service_account_can_be_left_to_the_user() {
         "ns",
         &json!({"rbac": {"create": false}, "serviceAccount": {"create": false, "name": "mine"}}),
     );
-    for kind in ["ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"] {
+    for kind in [
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "ClusterRole",
+        "ClusterRoleBinding",
+    ] {
         assert!(of_kind(&objs, kind).is_empty(), "{kind} rendered");
     }
     assert_eq!(
@@ -411,8 +463,15 @@ fn defaults_match_config_manager_hardening_replicas_and_probes() {
     assert_eq!(dep["metadata"]["name"], want["metadata"]["name"]);
     assert_eq!(dep["spec"]["replicas"], 2);
     assert_eq!(dep["spec"]["replicas"], want["spec"]["replicas"]);
-    let (pod, want_pod) = (&dep["spec"]["template"]["spec"], &want["spec"]["template"]["spec"]);
-    for field in ["securityContext", "terminationGracePeriodSeconds", "serviceAccountName"] {
+    let (pod, want_pod) = (
+        &dep["spec"]["template"]["spec"],
+        &want["spec"]["template"]["spec"],
+    );
+    for field in [
+        "securityContext",
+        "terminationGracePeriodSeconds",
+        "serviceAccountName",
+    ] {
         assert_eq!(pod[field], want_pod[field], "pod {field}");
     }
     assert_ne!(pod["automountServiceAccountToken"], false);
@@ -440,7 +499,10 @@ fn defaults_match_config_manager_hardening_replicas_and_probes() {
     assert_eq!(sc["allowPrivilegeEscalation"], false);
     assert_eq!(sc["capabilities"], json!({"drop": ["ALL"]}));
     assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
-    assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
     assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
 
@@ -457,8 +519,12 @@ fn defaults_match_config_manager_hardening_replicas_and_probes() {
 
     // The anti-affinity spreads replicas like config/manager's (selector labels differ: the
     // chart adds the release).
-    let term = &pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0];
-    assert_eq!(term["podAffinityTerm"]["topologyKey"], "kubernetes.io/hostname");
+    let term =
+        &pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0];
+    assert_eq!(
+        term["podAffinityTerm"]["topologyKey"],
+        "kubernetes.io/hostname"
+    );
     let pod_labels = &dep["spec"]["template"]["metadata"]["labels"];
     for (k, v) in term["podAffinityTerm"]["labelSelector"]["matchLabels"]
         .as_object()
@@ -469,13 +535,19 @@ fn defaults_match_config_manager_hardening_replicas_and_probes() {
 
     let pdb = one(&objs, "PodDisruptionBudget");
     assert_eq!(pdb["spec"]["maxUnavailable"], 1);
-    assert_eq!(pdb["spec"]["selector"]["matchLabels"], dep["spec"]["selector"]["matchLabels"]);
+    assert_eq!(
+        pdb["spec"]["selector"]["matchLabels"],
+        dep["spec"]["selector"]["matchLabels"]
+    );
     for (k, v) in dep["spec"]["selector"]["matchLabels"].as_object().unwrap() {
         assert_eq!(&pod_labels[k], v, "selector {k} misses the pods");
     }
     let svc = one(&objs, "Service");
     assert_eq!(svc["metadata"]["name"], "podtrace-metrics");
-    assert_eq!(svc["spec"]["selector"], dep["spec"]["selector"]["matchLabels"]);
+    assert_eq!(
+        svc["spec"]["selector"],
+        dep["spec"]["selector"]["matchLabels"]
+    );
     assert_eq!(svc["spec"]["ports"][0]["targetPort"], "metrics");
     assert_eq!(svc["metadata"]["annotations"]["prometheus.io/port"], "8080");
     assert!(
@@ -494,9 +566,15 @@ fn otlp_values_become_the_environment_and_headers_come_only_from_a_secret() {
                          "resourceAttributes": "k8s.cluster.name=prod-eu-1"}}),
     );
     let env = env_of(container(one(&objs, "Deployment")));
-    assert_eq!(env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"], "http://collector.o11y:4318");
+    assert_eq!(
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"],
+        "http://collector.o11y:4318"
+    );
     assert_eq!(env["OTEL_EXPORTER_OTLP_PROTOCOL"]["value"], "http/protobuf");
-    assert_eq!(env["OTEL_RESOURCE_ATTRIBUTES"]["value"], "k8s.cluster.name=prod-eu-1");
+    assert_eq!(
+        env["OTEL_RESOURCE_ATTRIBUTES"]["value"],
+        "k8s.cluster.name=prod-eu-1"
+    );
     assert_eq!(
         env["OTEL_EXPORTER_OTLP_HEADERS"],
         json!({"name": "OTEL_EXPORTER_OTLP_HEADERS",
@@ -505,7 +583,9 @@ fn otlp_values_become_the_environment_and_headers_come_only_from_a_secret() {
     );
     // Without a Secret there is no header variable at all.
     let plain = render("podtrace", "o11y", &json!({}));
-    assert!(!env_of(container(one(&plain, "Deployment"))).contains_key("OTEL_EXPORTER_OTLP_HEADERS"));
+    assert!(
+        !env_of(container(one(&plain, "Deployment"))).contains_key("OTEL_EXPORTER_OTLP_HEADERS")
+    );
 
     // Inline headers have no value to go into: the schema refuses them, naming the key.
     for bad in [
@@ -524,12 +604,19 @@ fn otlp_values_become_the_environment_and_headers_come_only_from_a_secret() {
 
 #[test]
 fn watching_one_namespace_passes_it_to_the_controller() {
-    let objs = render("podtrace", "podtrace-system", &json!({"watchNamespace": "shop"}));
+    let objs = render(
+        "podtrace",
+        "podtrace-system",
+        &json!({"watchNamespace": "shop"}),
+    );
     let args = str_list(&container(one(&objs, "Deployment"))["args"]);
     assert!(args.contains(&"--namespace=shop".to_owned()), "{args:?}");
     let all = render("podtrace", "podtrace-system", &json!({}));
     let args = str_list(&container(one(&all, "Deployment"))["args"]);
-    assert!(!args.iter().any(|a| a.starts_with("--namespace")), "{args:?}");
+    assert!(
+        !args.iter().any(|a| a.starts_with("--namespace")),
+        "{args:?}"
+    );
     let e = render_err(&json!({"watchNamespace": "Not_A_Namespace"}));
     assert!(e.contains("/watchNamespace"), "{e}");
 }
@@ -547,17 +634,33 @@ fn replicas_leader_election_and_pdb_go_together() {
     );
     let c = container(one(&single, "Deployment"));
     let args = str_list(&c["args"]);
-    assert!(args.contains(&"--leader-elect=false".to_owned()), "{args:?}");
-    assert!(!args.iter().any(|a| a.starts_with("--lease-name")), "{args:?}");
+    assert!(
+        args.contains(&"--leader-elect=false".to_owned()),
+        "{args:?}"
+    );
+    assert!(
+        !args.iter().any(|a| a.starts_with("--lease-name")),
+        "{args:?}"
+    );
     // A PDB over one replica would block every node drain.
     assert!(of_kind(&single, "PodDisruptionBudget").is_empty());
 
-    let named = render("podtrace", "ns", &json!({"leaderElection": {"leaseName": "my-lease"}}));
+    let named = render(
+        "podtrace",
+        "ns",
+        &json!({"leaderElection": {"leaseName": "my-lease"}}),
+    );
     let args = str_list(&container(one(&named, "Deployment"))["args"]);
-    assert!(args.contains(&"--lease-name=my-lease".to_owned()), "{args:?}");
+    assert!(
+        args.contains(&"--lease-name=my-lease".to_owned()),
+        "{args:?}"
+    );
 
     let e = render_err(&json!({"leaderElection": {"enabled": false}}));
-    assert!(e.contains("replicaCount > 1 needs leaderElection.enabled"), "{e}");
+    assert!(
+        e.contains("replicaCount > 1 needs leaderElection.enabled"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -566,7 +669,9 @@ fn resources_image_and_extra_args_are_values() {
         "podtrace",
         "ns",
         &json!({
-            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}},
+            // Helm merges maps: a key is removed with null, as for any chart.
+            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
+                          "limits": {"cpu": null, "memory": "1Gi"}},
             "image": {"repository": "registry.example/podtrace", "tag": "dev", "pullPolicy": "Always"},
             "extraArgs": ["--grace=5s", "--export-queue-capacity=20000"],
             "logFormat": "text",
@@ -600,7 +705,10 @@ fn service_monitor_scrapes_the_metrics_service_when_enabled() {
     assert_eq!(sm["apiVersion"], "monitoring.coreos.com/v1");
     assert_eq!(sm["metadata"]["labels"]["release"], "prom");
     for (k, v) in sm["spec"]["selector"]["matchLabels"].as_object().unwrap() {
-        assert_eq!(&svc["metadata"]["labels"][k], v, "ServiceMonitor selector {k} misses the Service");
+        assert_eq!(
+            &svc["metadata"]["labels"][k], v,
+            "ServiceMonitor selector {k} misses the Service"
+        );
     }
     assert_eq!(sm["spec"]["namespaceSelector"]["matchNames"], json!(["ns"]));
     let ep = &sm["spec"]["endpoints"][0];
@@ -615,6 +723,11 @@ fn service_monitor_scrapes_the_metrics_service_when_enabled() {
     assert_eq!(svc["spec"]["ports"][0]["port"], 9100);
     assert_eq!(svc["metadata"]["annotations"]["prometheus.io/port"], "9100");
 
-    let e = render_err(&json!({"serviceMonitor": {"enabled": true}, "metrics": {"service": {"enabled": false}}}));
-    assert!(e.contains("serviceMonitor.enabled needs metrics.service.enabled"), "{e}");
+    let e = render_err(
+        &json!({"serviceMonitor": {"enabled": true}, "metrics": {"service": {"enabled": false}}}),
+    );
+    assert!(
+        e.contains("serviceMonitor.enabled needs metrics.service.enabled"),
+        "{e}"
+    );
 }

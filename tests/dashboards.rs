@@ -163,16 +163,55 @@ fn trace_model() -> TraceModel {
 /// TraceQL words that are not span names or attributes.
 const TRACEQL_WORDS: &[&str] = &[
     // intrinsics
-    "name", "status", "duration", "kind", "statusMessage", "rootName", "rootServiceName",
-    "traceDuration", "span:name", "span:status", "span:duration", "span:kind",
-    "trace:duration", "trace:rootName", "trace:rootService", "event:name",
+    "name",
+    "status",
+    "duration",
+    "kind",
+    "statusMessage",
+    "rootName",
+    "rootServiceName",
+    "traceDuration",
+    "span:name",
+    "span:status",
+    "span:duration",
+    "span:kind",
+    "trace:duration",
+    "trace:rootName",
+    "trace:rootService",
+    "event:name",
     // status and kind values, literals
-    "error", "ok", "unset", "server", "client", "internal", "producer", "consumer",
-    "unspecified", "true", "false", "nil",
+    "error",
+    "ok",
+    "unset",
+    "server",
+    "client",
+    "internal",
+    "producer",
+    "consumer",
+    "unspecified",
+    "true",
+    "false",
+    "nil",
     // pipeline
-    "by", "select", "rate", "count_over_time", "quantile_over_time", "avg_over_time",
-    "min_over_time", "max_over_time", "sum_over_time", "histogram_over_time", "compare",
-    "topk", "bottomk", "count", "avg", "min", "max", "sum", "with",
+    "by",
+    "select",
+    "rate",
+    "count_over_time",
+    "quantile_over_time",
+    "avg_over_time",
+    "min_over_time",
+    "max_over_time",
+    "sum_over_time",
+    "histogram_over_time",
+    "compare",
+    "topk",
+    "bottomk",
+    "count",
+    "avg",
+    "min",
+    "max",
+    "sum",
+    "with",
 ];
 
 /// Problems of one TraceQL query: unknown span names in `name` comparisons, attributes
@@ -198,7 +237,7 @@ fn traceql_problems(q: &str, model: &TraceModel) -> Vec<String> {
 
     // Split off string literals; each is checked against the word before its operator.
     let parts: Vec<&str> = text.split('"').collect();
-    if parts.len() % 2 == 0 {
+    if parts.len().is_multiple_of(2) {
         return vec![format!("unbalanced quotes: {q}")];
     }
     for (i, code) in parts.iter().enumerate().step_by(2) {
@@ -217,9 +256,7 @@ fn traceql_problems(q: &str, model: &TraceModel) -> Vec<String> {
                 Some(a) if a.chars().next().is_some_and(|c| c.is_ascii_digit()) => {}
                 Some(a) => {
                     if !model.attributes.contains(a) {
-                        problems.push(format!(
-                            "attribute {a} is not in docs/trace-model.md: {q}"
-                        ));
+                        problems.push(format!("attribute {a} is not in docs/trace-model.md: {q}"));
                     }
                 }
                 None if TRACEQL_WORDS.contains(&word) => {}
@@ -230,9 +267,14 @@ fn traceql_problems(q: &str, model: &TraceModel) -> Vec<String> {
         if let Some(literal) = parts.get(i + 1) {
             let op_end = code.trim_end();
             let compared_with_name = ["=", "!=", "=~", "!~"].iter().any(|op| {
-                op_end
-                    .strip_suffix(op)
-                    .is_some_and(|l| l.trim_end().ends_with("name"))
+                op_end.strip_suffix(op).is_some_and(|l| {
+                    let last = l
+                        .trim_end()
+                        .rsplit(|c: char| c.is_whitespace() || "{(&|".contains(c))
+                        .next()
+                        .unwrap_or("");
+                    last == "name" || last == "span:name"
+                })
             });
             if compared_with_name {
                 for name in literal.split('|') {
@@ -270,10 +312,24 @@ fn traces_queries() -> Vec<String> {
 fn trace_model_document_yields_the_span_names_and_attributes() {
     let m = trace_model();
     // The parse itself must work, or every query check below would pass vacuously.
-    for s in ["pod.startup", "pod.schedule", "container.image_pull", "pod.readiness"] {
-        assert!(m.spans.contains(s), "span {s} not found in docs/trace-model.md: {:?}", m.spans);
+    for s in [
+        "pod.startup",
+        "pod.schedule",
+        "container.image_pull",
+        "pod.readiness",
+    ] {
+        assert!(
+            m.spans.contains(s),
+            "span {s} not found in docs/trace-model.md: {:?}",
+            m.spans
+        );
     }
-    for a in ["k8s.pod.name", "podtrace.outcome", "k8s.node.name", "service.name"] {
+    for a in [
+        "k8s.pod.name",
+        "podtrace.outcome",
+        "k8s.node.name",
+        "service.name",
+    ] {
         assert!(m.attributes.contains(a), "attribute {a} not found");
     }
     assert!(
@@ -307,10 +363,7 @@ fn traceql_check_rejects_undocumented_names() {
         r#"{ name = "pod.startup" } | quantile_over_tim(duration, .9)"#,
     ];
     for q in bad {
-        assert!(
-            !traceql_problems(q, &model).is_empty(),
-            "accepted {q}"
-        );
+        assert!(!traceql_problems(q, &model).is_empty(), "accepted {q}");
     }
     let good = [
         r#"{ name = "pod.startup" && resource.service.name = "podtrace" && .podtrace.outcome = "failed" }"#,

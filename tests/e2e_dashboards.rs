@@ -364,7 +364,10 @@ fn check_result(q: &PanelQuery, expr: &str, series: &[Series], exp: &Expected) -
         .filter(|(_, v)| v.is_finite())
         .collect();
     if finite.is_empty() {
-        return vec![format!("{what}: no data ({} series, all empty or NaN)", series.len())];
+        return vec![format!(
+            "{what}: no data ({} series, all empty or NaN)",
+            series.len()
+        )];
     }
     let values = || finite.iter().map(|(_, v)| *v);
     let max = values().fold(f64::MIN, f64::max);
@@ -377,16 +380,22 @@ fn check_result(q: &PanelQuery, expr: &str, series: &[Series], exp: &Expected) -
 
     if expr.contains("histogram_quantile(") {
         if !(min >= 0.0 && max <= BUCKET_MAX) {
-            wrong.push(format!("{what}: quantile outside [0, {BUCKET_MAX}]: {min}..{max}"));
+            wrong.push(format!(
+                "{what}: quantile outside [0, {BUCKET_MAX}]: {min}..{max}"
+            ));
         }
         for (s, v) in &finite {
-            let phase = s.labels.get("phase").map(String::as_str).or(
-                expr.contains(r#"phase="total""#).then_some("total"),
-            );
+            let phase = s
+                .labels
+                .get("phase")
+                .map(String::as_str)
+                .or(expr.contains(r#"phase="total""#).then_some("total"));
             match phase {
                 // Every pull lasts the annotation's 800 ms: the (0.5, 1] bucket.
                 Some("image_pull") if !(exp.pull_seconds.0..=exp.pull_seconds.1).contains(v) => {
-                    wrong.push(format!("{what}: image_pull quantile {v} s, pulls took 0.8 s"))
+                    wrong.push(format!(
+                        "{what}: image_pull quantile {v} s, pulls took 0.8 s"
+                    ))
                 }
                 // Creation to Ready includes that pull and at least the sandbox step.
                 Some("total") if !(exp.pull_seconds.0..=60.0).contains(v) => {
@@ -422,23 +431,33 @@ fn check_result(q: &PanelQuery, expr: &str, series: &[Series], exp: &Expected) -
             "podtrace_active_sessions" => {
                 for s in series {
                     if last(s) != 1.0 {
-                        wrong.push(format!("{what}: {} active sessions at the end, the test has 1", last(s)));
+                        wrong.push(format!(
+                            "{what}: {} active sessions at the end, the test has 1",
+                            last(s)
+                        ));
                     }
                 }
             }
             "podtrace_pods_in_flight" => {
                 if max < 1.0 || min < 0.0 {
-                    wrong.push(format!("{what}: pods in flight {min}..{max}, expected some"));
+                    wrong.push(format!(
+                        "{what}: pods in flight {min}..{max}, expected some"
+                    ));
                 }
                 for s in series {
                     if last(s) != 0.0 {
-                        wrong.push(format!("{what}: {} pods still in flight at the end", last(s)));
+                        wrong.push(format!(
+                            "{what}: {} pods still in flight at the end",
+                            last(s)
+                        ));
                     }
                 }
             }
             "podtrace_leader" => {
                 if min != 1.0 || max != 1.0 {
-                    wrong.push(format!("{what}: leader {min}..{max}; the only replica leads"));
+                    wrong.push(format!(
+                        "{what}: leader {min}..{max}; the only replica leads"
+                    ));
                 }
             }
             other => panic!("no plausibility rule for {other:?} in {what}"),
@@ -520,10 +539,14 @@ async fn every_dashboard_query_returns_plausible_data_from_a_real_prometheus() {
     let mut prom = Prometheus::start(&format!("127.0.0.1:{ctl_port}"));
     prom.wait_ready().await;
     let p = &prom;
-    wait_for(Duration::from_secs(60), "both scrape jobs up", || async move {
-        let up = p.instant("sum(up)", now_s()).await.ok()?;
-        (series_of(&up).first()?.points.first()?.1 == 2.0).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(60),
+        "both scrape jobs up",
+        || async move {
+            let up = p.instant("sum(up)", now_s()).await.ok()?;
+            (series_of(&up).first()?.points.first()?.1 == 2.0).then_some(())
+        },
+    )
     .await;
     ctl.assert_running();
 
@@ -554,9 +577,14 @@ async fn every_dashboard_query_returns_plausible_data_from_a_real_prometheus() {
         })
         .await;
     };
-    let total = r#"podtrace_pod_startup_phase_duration_seconds_count{phase="total", namespace="NS"}"#;
+    let total =
+        r#"podtrace_pod_startup_phase_duration_seconds_count{phase="total", namespace="NS"}"#;
     for n in NAMESPACES {
-        count(format!(r#"sum(podtrace_traces_completed_total{{namespace="{n}"}})"#), 3.0).await;
+        count(
+            format!(r#"sum(podtrace_traces_completed_total{{namespace="{n}"}})"#),
+            3.0,
+        )
+        .await;
         count(format!("sum({})", total.replace("NS", n)), 2.0).await;
     }
     workload::wait_settled(&client, &ns.name, "app=web", 3).await;
@@ -581,8 +609,16 @@ async fn every_dashboard_query_returns_plausible_data_from_a_real_prometheus() {
             expected.traces,
         )
         .await;
-        count(format!("sum({})", total.replace("NS", n)), expected.ready_pods).await;
-        count(format!(r#"max(podtrace_pods_in_flight{{namespace="{n}"}})"#), 0.0).await;
+        count(
+            format!("sum({})", total.replace("NS", n)),
+            expected.ready_pods,
+        )
+        .await;
+        count(
+            format!(r#"max(podtrace_pods_in_flight{{namespace="{n}"}})"#),
+            0.0,
+        )
+        .await;
         count(
             format!(r#"sum(podtrace_pod_startup_phase_duration_seconds_count{{phase="image_pull", namespace="{n}"}})"#),
             expected.traces,
@@ -593,7 +629,10 @@ async fn every_dashboard_query_returns_plausible_data_from_a_real_prometheus() {
     let labelled = prom
         .value(r#"count(podtrace_pod_startup_phase_duration_seconds_bucket{namespace="with-operation", operation="PodStartup"})"#)
         .await;
-    assert!(labelled.is_some_and(|n| n > 0.0), "relabelling added no operation label");
+    assert!(
+        labelled.is_some_and(|n| n > 0.0),
+        "relabelling added no operation label"
+    );
     ctl.assert_running();
 
     let end = now_s();
@@ -614,17 +653,32 @@ async fn every_dashboard_query_returns_plausible_data_from_a_real_prometheus() {
             )
             .await
             .unwrap_or_else(|e| panic!("{file}: label_values({metric}, {label}): {e}"));
-        let got: BTreeSet<&str> = data.as_array().unwrap().iter().filter_map(Value::as_str).collect();
+        let got: BTreeSet<&str> = data
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
         if label == "namespace" {
-            assert_eq!(got, NAMESPACES.into(), "{file}: label_values({metric}, {label})");
+            assert_eq!(
+                got,
+                NAMESPACES.into(),
+                "{file}: label_values({metric}, {label})"
+            );
         } else {
-            assert!(!got.is_empty(), "{file}: label_values({metric}, {label}) is empty");
+            assert!(
+                !got.is_empty(),
+                "{file}: label_values({metric}, {label}) is empty"
+            );
         }
         ran += 1;
     }
 
     let queries = prometheus_queries();
-    assert!(queries.len() >= 15, "dashboards lost their queries: {queries:#?}");
+    assert!(
+        queries.len() >= 15,
+        "dashboards lost their queries: {queries:#?}"
+    );
     for q in &queries {
         for n in NAMESPACES {
             for (desc, expr) in substitute(&q.expr, n, range_s) {
@@ -634,7 +688,10 @@ async fn every_dashboard_query_returns_plausible_data_from_a_real_prometheus() {
                     prom.range(&expr, start, end).await
                 };
                 let data = data.unwrap_or_else(|e| {
-                    panic!("{} / {}{desc}: Prometheus refused `{expr}`: {e}", q.dashboard, q.panel)
+                    panic!(
+                        "{} / {}{desc}: Prometheus refused `{expr}`: {e}",
+                        q.dashboard, q.panel
+                    )
                 });
                 wrong.extend(check_result(q, &expr, &series_of(&data), &expected));
                 ran += 1;
@@ -670,7 +727,10 @@ async fn every_dashboard_query_returns_plausible_data_from_a_real_prometheus() {
             ordered += 1;
         }
     }
-    assert!(ordered >= 2, "no multi-quantile panel was compared: {groups:?}");
+    assert!(
+        ordered >= 2,
+        "no multi-quantile panel was compared: {groups:?}"
+    );
 
     assert!(
         wrong.is_empty(),

@@ -220,7 +220,11 @@ async fn install_follow_uninstall(watch: Watch) {
             values_file.to_str().unwrap(),
         ],
     );
-    let status = helm(&env, home.path(), &["status", &release, "--namespace", &rns, "-o", "json"]);
+    let status = helm(
+        &env,
+        home.path(),
+        &["status", &release, "--namespace", &rns, "-o", "json"],
+    );
     let status: Value = serde_json::from_str(&status).unwrap();
     assert_eq!(status["info"]["status"], "deployed", "{status}");
 
@@ -231,7 +235,8 @@ async fn install_follow_uninstall(watch: Watch) {
         .get(&release)
         .await
         .expect("the chart's Deployment");
-    let spec = serde_json::to_value(&deployment.spec.unwrap().template.spec.unwrap()).unwrap();
+    let deployment = serde_json::to_value(&deployment).unwrap();
+    let spec = &deployment["spec"]["template"]["spec"];
     let container = &spec["containers"][0];
     let sa_name = spec["serviceAccountName"].as_str().unwrap();
 
@@ -253,7 +258,10 @@ async fn install_follow_uninstall(watch: Watch) {
             }
         })
         .collect();
-    assert!(args.contains(&format!("--lease-name={release}-controller")), "{args:?}");
+    assert!(
+        args.contains(&format!("--lease-name={release}-controller")),
+        "{args:?}"
+    );
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_podtrace"));
     cmd.args(&args)
         .arg("--kubeconfig")
@@ -296,8 +304,14 @@ async fn install_follow_uninstall(watch: Watch) {
         // Only the watched namespace: the Role is there, nowhere else.
         let sa = token_client(&env, &token).await;
         assert!(allowed(&sa, "list", "pods", Some(&ans)).await);
-        assert!(!allowed(&sa, "list", "pods", None).await, "cluster-wide pods");
-        assert!(!allowed(&sa, "list", "pods", Some("default")).await, "pods elsewhere");
+        assert!(
+            !allowed(&sa, "list", "pods", None).await,
+            "cluster-wide pods"
+        );
+        assert!(
+            !allowed(&sa, "list", "pods", Some("default")).await,
+            "pods elsewhere"
+        );
         assert!(allowed(&sa, "list", "nodes", None).await, "nodes");
     }
 
@@ -323,7 +337,11 @@ async fn install_follow_uninstall(watch: Watch) {
             &format!("trace {id} of pod {}", pod.name_any()),
             || {
                 let (q, id) = (q.clone(), id.clone());
-                async move { q.get_trace(&id).await.filter(|t| !t.named("pod.startup").is_empty()) }
+                async move {
+                    q.get_trace(&id)
+                        .await
+                        .filter(|t| !t.named("pod.startup").is_empty())
+                }
             },
         )
         .await;
@@ -332,9 +350,14 @@ async fn install_follow_uninstall(watch: Watch) {
             root.attributes.get("k8s.pod.name").and_then(Value::as_str),
             Some(pod.name_any().as_str())
         );
-        assert_eq!(root.attributes.get("team").and_then(Value::as_str), Some("helm"));
         assert_eq!(
-            root.resource.get("k8s.cluster.name").and_then(Value::as_str),
+            root.attributes.get("team").and_then(Value::as_str),
+            Some("helm")
+        );
+        assert_eq!(
+            root.resource
+                .get("k8s.cluster.name")
+                .and_then(Value::as_str),
             Some(release.as_str()),
             "the trace did not come through this release's OTEL_RESOURCE_ATTRIBUTES"
         );
@@ -342,26 +365,41 @@ async fn install_follow_uninstall(watch: Watch) {
     }
     ctl.assert_running();
     let log = ctl.log_text();
-    assert!(!log.to_lowercase().contains("forbidden"), "denied:\n{}", ctl.log_tail());
-    assert!(!log.contains(&header_value), "the OTLP header from the Secret was logged");
-    assert!(ctl.terminate(Duration::from_secs(20)), "clean exit:\n{}", ctl.log_tail());
+    assert!(
+        !log.to_lowercase().contains("forbidden"),
+        "denied:\n{}",
+        ctl.log_tail()
+    );
+    assert!(
+        !log.contains(&header_value),
+        "the OTLP header from the Secret was logged"
+    );
+    assert!(
+        ctl.terminate(Duration::from_secs(20)),
+        "clean exit:\n{}",
+        ctl.log_tail()
+    );
 
     // Uninstall: nothing labelled with the release may remain anywhere, the namespace holds
     // only what others created, and the CRD stays (helm never deletes crds/).
-    helm(&env, home.path(), &["uninstall", &release, "--namespace", &rns]);
+    helm(
+        &env,
+        home.path(),
+        &["uninstall", &release, "--namespace", &rns],
+    );
     let types = resource_types(&admin).await;
-    let leftovers = wait_for(Duration::from_secs(90), "the release's objects to be gone", || {
-        let (admin, release, rns, types) = (admin.clone(), release.clone(), rns.clone(), &types);
-        async move {
-            let left = release_objects(&admin, types, &release, &rns).await;
-            left.is_empty().then_some(left).or_else(|| {
-                eprintln!("still there: {left:?}");
-                None
-            })
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let left = release_objects(&admin, &types, &release, &rns).await;
+        if left.is_empty() {
+            break;
         }
-    })
-    .await;
-    assert!(leftovers.is_empty());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "helm uninstall left objects of {release} behind: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let remaining = namespace_contents(&admin, &types, &rns).await;
     let expected: BTreeSet<String> = [
         "ServiceAccount/default".to_owned(),
@@ -386,7 +424,10 @@ async fn install_follow_uninstall(watch: Watch) {
 
 /// Every listable resource type the API server serves, with its scope.
 async fn resource_types(admin: &Client) -> Vec<(kube::core::ApiResource, bool)> {
-    let discovery = Discovery::new(admin.clone()).run().await.expect("discovery");
+    let discovery = Discovery::new(admin.clone())
+        .run()
+        .await
+        .expect("discovery");
     let mut out = Vec::new();
     for group in discovery.groups() {
         for (ar, caps) in group.recommended_resources() {
@@ -411,14 +452,23 @@ async fn release_objects(
         let api: Api<DynamicObject> = Api::all_with(admin.clone(), ar);
         let lp = ListParams::default().labels(&format!("app.kubernetes.io/instance={release}"));
         if let Ok(list) = api.list(&lp).await {
-            out.extend(list.items.iter().map(|o| format!("{}/{}", ar.kind, o.name_any())));
+            out.extend(
+                list.items
+                    .iter()
+                    .map(|o| format!("{}/{}", ar.kind, o.name_any())),
+            );
         }
     }
     let helm_records = Api::<Secret>::namespaced(admin.clone(), rns)
         .list(&ListParams::default().labels(&format!("owner=helm,name={release}")))
         .await
         .unwrap();
-    out.extend(helm_records.items.iter().map(|s| format!("Secret/{}", s.name_any())));
+    out.extend(
+        helm_records
+            .items
+            .iter()
+            .map(|s| format!("Secret/{}", s.name_any())),
+    );
     out
 }
 
@@ -436,7 +486,11 @@ async fn namespace_contents(
         }
         let api: Api<DynamicObject> = Api::namespaced_with(admin.clone(), ns, ar);
         if let Ok(list) = api.list(&ListParams::default()).await {
-            out.extend(list.items.iter().map(|o| format!("{}/{}", ar.kind, o.name_any())));
+            out.extend(
+                list.items
+                    .iter()
+                    .map(|o| format!("{}/{}", ar.kind, o.name_any())),
+            );
         }
     }
     out
