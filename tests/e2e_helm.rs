@@ -156,6 +156,44 @@ async fn container_env(admin: &Client, ns: &str, env: &Value, pod: &str) -> Vec<
     out
 }
 
+/// Uninstalls the release when the test fails before its own `helm uninstall`, so a failed
+/// run leaves no cluster-scoped RBAC behind (namespaces go with [`TestNamespace`]).
+struct Release<'a> {
+    env: &'a TestEnv,
+    home: &'a Path,
+    name: String,
+    namespace: String,
+    installed: bool,
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        if self.installed {
+            let _ = tools::helm(self.home)
+                .arg("--kubeconfig")
+                .arg(&self.env.kubeconfig)
+                .args(["uninstall", &self.name, "--namespace", &self.namespace])
+                .output();
+        }
+    }
+}
+
+/// Fails at once, quoting it, when the controller logged a denial: watches retry a 403
+/// forever, so a missing permission would otherwise only show as a timeout.
+fn assert_not_denied(ctl: &Proc) {
+    let log = ctl.log_text();
+    let denied: Vec<&str> = log
+        .lines()
+        .filter(|l| l.to_lowercase().contains("forbidden"))
+        .take(3)
+        .collect();
+    assert!(
+        denied.is_empty(),
+        "the controller was denied something it needs:\n{}",
+        denied.join("\n")
+    );
+}
+
 enum Watch {
     ClusterWide,
     Namespace,
@@ -220,6 +258,13 @@ async fn install_follow_uninstall(watch: Watch) {
             values_file.to_str().unwrap(),
         ],
     );
+    let mut guard = Release {
+        env: &env,
+        home: home.path(),
+        name: release.clone(),
+        namespace: rns.clone(),
+        installed: true,
+    };
     let status = helm(
         &env,
         home.path(),
@@ -273,6 +318,7 @@ async fn install_follow_uninstall(watch: Watch) {
     let http = reqwest::Client::new();
     wait_for(Duration::from_secs(60), "the controller's /readyz", || {
         ctl.assert_running();
+        assert_not_denied(&ctl);
         let r = http.get(format!("http://127.0.0.1:{port}/readyz")).send();
         async move { r.await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
     })
@@ -292,6 +338,7 @@ async fn install_follow_uninstall(watch: Watch) {
         "the controller to hold the chart's Lease as the chart's pod",
         || {
             let (leases, lease_name, as_pod) = (leases.clone(), lease_name.clone(), as_pod.clone());
+            assert_not_denied(&ctl);
             async move {
                 let l = leases.get(&lease_name).await.ok()?;
                 (l.data["spec"]["holderIdentity"] == as_pod.as_str()).then_some(())
@@ -387,6 +434,7 @@ async fn install_follow_uninstall(watch: Watch) {
         home.path(),
         &["uninstall", &release, "--namespace", &rns],
     );
+    guard.installed = false;
     let types = resource_types(&admin).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
     loop {
@@ -400,7 +448,6 @@ async fn install_follow_uninstall(watch: Watch) {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let remaining = namespace_contents(&admin, &types, &rns).await;
     let expected: BTreeSet<String> = [
         "ServiceAccount/default".to_owned(),
         "ConfigMap/kube-root-ca.crt".to_owned(),
@@ -409,7 +456,19 @@ async fn install_follow_uninstall(watch: Watch) {
         format!("Lease/{lease_name}"),
     ]
     .into();
-    assert_eq!(remaining, expected, "left in {rns} after helm uninstall");
+    // Objects the control plane derives (EndpointSlices, ...) go a moment after their owner.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let remaining = namespace_contents(&admin, &types, &rns).await;
+        if remaining == expected {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "left in {rns} after helm uninstall: {remaining:?}, expected only {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     assert!(
         Api::<CustomResourceDefinition>::all(admin.clone())
             .get_opt("tracesessions.podtrace.dev")
