@@ -1,31 +1,42 @@
-//! Deterministic trace and span IDs derived from the pod UID and the span's place in the tree.
+//! Deterministic trace and span IDs derived from the operation, its subject and the span's
+//! place in the tree.
 //!
 //! Determinism is what makes podtrace restart-safe and replay reproducible: the same pod
-//! always yields the same trace ID, and each span keeps its ID however often it is rebuilt.
-//! The prefix is versioned so a change to the derivation can never collide with old IDs.
+//! always yields the same startup trace ID, and each span keeps its ID however often it is
+//! rebuilt. The operation is part of every hash, so a pod's startup and termination traces
+//! never collide. The prefix is versioned so a change to the derivation can never collide
+//! with old IDs. docs/trace-model.md gives the derivation with a test vector (checked below),
+//! so an application that knows its pod UID can put its own spans into its startup trace.
 
 use sha2::{Digest, Sha256};
 
-use crate::trace::{RemoteParent, SpanId, TraceId};
+use crate::session::Operation;
+use crate::trace::{SpanId, TraceContext, TraceId};
 
 /// Version prefix mixed into every hash; bump it if the derivation or the span paths change.
-pub const ID_PREFIX: &str = "podtrace/ids/v1";
+/// v1 hashed the pod UID alone; v2 adds the operation and allows several key parts.
+pub const ID_PREFIX: &str = "podtrace/ids/v2";
 
-fn digest(parts: &[&str]) -> [u8; 32] {
+fn digest(kind: &str, operation: Operation, key: &[&str], path: Option<&str>) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(ID_PREFIX.as_bytes());
-    for p in parts {
-        // The separator keeps ("ab","c") and ("a","bc") apart.
+    // The separator keeps ("ab","c") and ("a","bc") apart.
+    for p in [kind, operation.as_str()]
+        .into_iter()
+        .chain(key.iter().copied())
+        .chain(path)
+    {
         h.update([0u8]);
         h.update(p.as_bytes());
     }
     h.finalize().into()
 }
 
-/// The trace ID of a pod's startup trace: the first 16 bytes of SHA-256 over the prefix and
-/// the pod UID. Never all-zero (invalid in W3C/OTLP).
-pub fn trace_id(pod_uid: &str) -> TraceId {
-    let d = digest(&["trace", pod_uid]);
+/// The trace ID of one operation on one subject: the first 16 bytes of
+/// SHA-256(`prefix \0 "trace" \0 operation \0 key…`), where the key is the pod UID for pod
+/// operations and (workload UID, revision) for rollouts. Never all-zero (invalid in W3C/OTLP).
+pub fn trace_id(operation: Operation, key: &[&str]) -> TraceId {
+    let d = digest("trace", operation, key, None);
     let mut id = [0u8; 16];
     id.copy_from_slice(&d[..16]);
     if id == [0u8; 16] {
@@ -34,10 +45,11 @@ pub fn trace_id(pod_uid: &str) -> TraceId {
     TraceId(id)
 }
 
-/// The span ID for the span at `path` (e.g. `pod.startup/container.startup:app`) in a pod's
-/// trace: the first 8 bytes of SHA-256 over the prefix, the UID and the path. Never all-zero.
-pub fn span_id(pod_uid: &str, path: &str) -> SpanId {
-    let d = digest(&["span", pod_uid, path]);
+/// The span ID of the span at `path` (e.g. `pod.startup/container.startup:app`) in that
+/// trace: the first 8 bytes of SHA-256(`prefix \0 "span" \0 operation \0 key… \0 path`).
+/// Never all-zero.
+pub fn span_id(operation: Operation, key: &[&str], path: &str) -> SpanId {
+    let d = digest("span", operation, key, Some(path));
     let mut id = [0u8; 8];
     id.copy_from_slice(&d[..8]);
     if id == [0u8; 8] {
@@ -48,7 +60,7 @@ pub fn span_id(pod_uid: &str, path: &str) -> SpanId {
 
 /// Parses a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), strictly: version 00 only,
 /// lowercase hex, exact lengths, no all-zero IDs. Anything else yields None and is ignored.
-pub fn parse_traceparent(s: &str) -> Option<RemoteParent> {
+pub fn parse_traceparent(s: &str) -> Option<TraceContext> {
     let s = s.trim();
     let mut parts = s.split('-');
     let (version, trace, span, flags) =
@@ -62,7 +74,7 @@ pub fn parse_traceparent(s: &str) -> Option<RemoteParent> {
     if trace_id == [0; 16] || span_id == [0; 8] {
         return None;
     }
-    Some(RemoteParent {
+    Some(TraceContext {
         trace_id: TraceId(trace_id),
         span_id: SpanId(span_id),
         sampled: flags & 1 == 1,
@@ -91,28 +103,59 @@ fn decode_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
 mod tests {
     use super::*;
 
+    const START: Operation = Operation::PodStartup;
+    const END: Operation = Operation::PodTermination;
+
     #[test]
     fn ids_are_stable_and_distinct() {
-        assert_eq!(trace_id("u1"), trace_id("u1"));
-        assert_ne!(trace_id("u1"), trace_id("u2"));
-        assert_eq!(span_id("u1", "pod.startup"), span_id("u1", "pod.startup"));
-        assert_ne!(
-            span_id("u1", "pod.startup"),
-            span_id("u1", "pod.startup/pod.schedule")
-        );
-        assert_ne!(span_id("u1", "a"), span_id("u2", "a"));
+        assert_eq!(trace_id(START, &["u1"]), trace_id(START, &["u1"]));
+        assert_ne!(trace_id(START, &["u1"]), trace_id(START, &["u2"]));
+        assert_ne!(trace_id(START, &["u1"]), trace_id(END, &["u1"]));
+        let root = span_id(START, &["u1"], "pod.startup");
+        assert_eq!(root, span_id(START, &["u1"], "pod.startup"));
+        assert_ne!(root, span_id(START, &["u1"], "pod.startup/pod.schedule"));
+        assert_ne!(root, span_id(END, &["u1"], "pod.startup"));
+        assert_ne!(span_id(START, &["u1"], "a"), span_id(START, &["u2"], "a"));
         // Separator: concatenation ambiguity must not collide.
-        assert_ne!(span_id("ab", "c"), span_id("a", "bc"));
+        assert_ne!(span_id(START, &["ab"], "c"), span_id(START, &["a"], "bc"));
+        assert_ne!(
+            trace_id(Operation::Rollout, &["ab", "1"]),
+            trace_id(Operation::Rollout, &["a", "b1"])
+        );
     }
 
     #[test]
     fn ids_match_sha256_definition() {
         let mut h = Sha256::new();
-        h.update(b"podtrace/ids/v1\0trace\0abc");
+        h.update(b"podtrace/ids/v2\0trace\0PodStartup\0abc");
         let d: [u8; 32] = h.finalize().into();
-        assert_eq!(&trace_id("abc").0[..], &d[..16]);
-        assert_ne!(trace_id("abc").0, [0; 16]);
+        assert_eq!(&trace_id(START, &["abc"]).0[..], &d[..16]);
+        let mut h = Sha256::new();
+        h.update(b"podtrace/ids/v2\0span\0PodStartup\0abc\0pod.startup");
+        let d: [u8; 32] = h.finalize().into();
+        assert_eq!(&span_id(START, &["abc"], "pod.startup").0[..], &d[..8]);
     }
+
+    /// The test vector docs/trace-model.md publishes; changing it breaks applications that
+    /// derive the IDs themselves.
+    #[test]
+    fn documented_test_vector() {
+        let uid = "6f1c2a3e-0b8d-4c5e-9f7a-1d2e3f4a5b6c";
+        assert_eq!(
+            trace_id(START, &[uid]).to_string(),
+            DOC_TRACE_ID,
+            "update docs/trace-model.md"
+        );
+        assert_eq!(
+            span_id(START, &[uid], "pod.startup").to_string(),
+            DOC_ROOT_SPAN_ID
+        );
+        let doc = include_str!("../docs/trace-model.md");
+        assert!(doc.contains(DOC_TRACE_ID) && doc.contains(DOC_ROOT_SPAN_ID) && doc.contains(uid));
+    }
+
+    const DOC_TRACE_ID: &str = "d390a7ae089ee11a3b58995d7f578414";
+    const DOC_ROOT_SPAN_ID: &str = "2a3eb01d72720d8c";
 
     #[test]
     fn traceparent_valid() {

@@ -143,20 +143,14 @@ pub struct Latencies {
     outcomes: BTreeMap<&'static str, u64>,
 }
 
-/// A short, stable label for an outcome (`Ready`, `Failed`, `Deleted`, `TimedOut`, `Incomplete`).
+/// A short, stable label for an outcome (`ready`, `failed`, `deleted`, `timed_out`, …).
 pub fn outcome_label(outcome: &Outcome) -> &'static str {
-    match outcome {
-        Outcome::Ready => "Ready",
-        Outcome::Failed { .. } => "Failed",
-        Outcome::Deleted => "Deleted",
-        Outcome::TimedOut => "TimedOut",
-        Outcome::Incomplete => "Incomplete",
-    }
+    outcome.label
 }
 
 impl Latencies {
     /// Adds a finished trace. The overall distribution takes the root span's duration of
-    /// traces that reached Ready and were seen from the start (a partial trace's root starts
+    /// traces that succeeded (a pod Ready, …) and were seen from the start (a partial trace's root starts
     /// at creation but its early phases are guesses); every phase the engine measured is
     /// recorded whatever the outcome, since a phase that ended is a valid sample.
     pub fn record(&mut self, trace: &Trace) {
@@ -164,7 +158,7 @@ impl Latencies {
             .outcomes
             .entry(outcome_label(&trace.outcome))
             .or_default() += 1;
-        if trace.outcome == Outcome::Ready
+        if trace.outcome.success
             && !trace.partial
             && let Some(root) = trace.spans.first()
         {
@@ -339,14 +333,16 @@ mod tests {
         let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
         let mk = |outcome: Outcome, total_ms: i64, partial: bool| Trace {
             trace_id: TraceId([1; 16]),
-            pod: PodRef {
+            operation: Operation::PodStartup,
+            subject: Subject {
+                kind: "Pod",
                 namespace: "ns".into(),
                 name: "p".into(),
                 uid: "u".into(),
+                revision: None,
             },
             outcome,
             partial,
-            remote_parent: None,
             spans: vec![Span {
                 span_id: SpanId([1; 8]),
                 parent: None,
@@ -357,23 +353,19 @@ mod tests {
                 status: Status::Unset,
                 attributes: vec![],
                 events: vec![],
+                links: vec![],
             }],
             phases: vec![("schedule", ms(total_ms / 10))],
         };
         let mut l = Latencies::default();
-        l.record(&mk(Outcome::Ready, 1000, false));
-        l.record(&mk(Outcome::Ready, 3000, false));
-        l.record(&mk(Outcome::Ready, 9000, true));
-        l.record(&mk(
-            Outcome::Failed {
-                reason: "ErrImagePull".into(),
-            },
-            5000,
-            false,
-        ));
+        use crate::timeline::pod_startup::{READY, failed};
+        l.record(&mk(READY, 1000, false));
+        l.record(&mk(READY, 3000, false));
+        l.record(&mk(READY, 9000, true));
+        l.record(&mk(failed("ErrImagePull"), 5000, false));
         assert_eq!(l.overall().count(), 2);
         assert_eq!(l.traces(), 4);
-        assert_eq!(l.outcomes().get("Failed"), Some(&1));
+        assert_eq!(l.outcomes().get("failed"), Some(&1));
         let s = l.to_status();
         assert_eq!(s.overall.max, "3s");
         assert_eq!(s.overall.p50, "1s");

@@ -29,7 +29,7 @@ pub const RESERVED_ATTRIBUTE_PREFIXES: &[&str] = &["k8s.", "podtrace.", "service
 )]
 #[serde(rename_all = "camelCase")]
 pub struct TraceSessionSpec {
-    /// Operations to reconstruct as traces. Only `PodStartup` exists today.
+    /// Operations to reconstruct as traces: `PodStartup`, `PodTermination`, `Rollout`.
     #[schemars(length(min = 1, max = 8))]
     #[x_kube(validation = kube::core::Rule::new("self.all(x, self.exists_one(y, y == x))").message("operations must not repeat"))]
     pub operations: Vec<Operation>,
@@ -57,11 +57,53 @@ pub struct TraceSessionSpec {
     pub attributes: BTreeMap<String, String>,
 }
 
-/// An operation podtrace can reconstruct. New variants (`PodTermination`, `Rollout`) are additive.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, schemars::JsonSchema)]
+/// An operation podtrace can reconstruct. Each variant is implemented by one module of
+/// `timeline` (see `timeline::operation`); adding one means adding that module and a variant.
+#[derive(
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    schemars::JsonSchema,
+)]
 pub enum Operation {
-    /// From pod creation to Ready (or failure/deletion).
+    /// A pod's startup: from creation to Ready (or failure, deletion, timeout).
     PodStartup,
+    /// A pod's termination: from the deletion request to the pod object being gone.
+    PodTermination,
+    /// A workload's rollout (Deployment, StatefulSet, DaemonSet): from a new template revision
+    /// being observed to complete, failed, paused, superseded or rolled back.
+    Rollout,
+}
+
+impl Operation {
+    /// Every operation, in declaration order.
+    pub const ALL: [Operation; 3] = [
+        Operation::PodStartup,
+        Operation::PodTermination,
+        Operation::Rollout,
+    ];
+
+    /// The name used in the spec, in status keys, in IDs and in metric labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Operation::PodStartup => "PodStartup",
+            Operation::PodTermination => "PodTermination",
+            Operation::Rollout => "Rollout",
+        }
+    }
+}
+
+impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Lifecycle of a session.

@@ -1,6 +1,9 @@
-//! What the engine produces: finished traces of synthesized spans with deterministic IDs.
+//! What the engine produces: finished traces of synthesized spans with deterministic IDs, one
+//! trace per operation (a pod's startup or termination, a workload's rollout).
 
 use jiff::{SignedDuration, Timestamp};
+
+pub use crate::session::Operation;
 
 /// A 16-byte trace ID.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -22,39 +25,74 @@ impl std::fmt::Display for SpanId {
     }
 }
 
-/// The pod a trace describes.
+/// What a trace is about: the object whose operation it reconstructs.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PodRef {
+pub struct Subject {
+    /// Kubernetes kind (`Pod`, `Deployment`, `StatefulSet`, `DaemonSet`).
+    pub kind: &'static str,
     /// Namespace.
     pub namespace: String,
     /// Name.
     pub name: String,
     /// UID.
     pub uid: String,
+    /// The workload revision a rollout brings in (`deployment.kubernetes.io/revision`,
+    /// StatefulSet `updateRevision`, DaemonSet template generation); None for pods.
+    pub revision: Option<String>,
 }
 
-/// How a startup ended.
+/// How an operation ended, in terms every consumer (status, metrics, summaries) understands
+/// without knowing the operation: each operation module defines its outcomes as values.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// The Ready condition turned True.
-    Ready,
-    /// The startup is known to have failed (image pull failure, crash loop, …).
-    Failed {
-        /// Short machine-readable reason (ErrImagePull, CrashLoopBackOff, …).
-        reason: String,
-    },
-    /// The pod was deleted before it became Ready.
-    Deleted,
-    /// Nothing ended the startup within the configured timeout.
-    TimedOut,
-    /// The input ended (replay) before the startup did.
-    Incomplete,
+pub struct Outcome {
+    /// Stable snake_case label, exported as `podtrace.outcome` (`ready`, `failed`, …).
+    pub label: &'static str,
+    /// Whether the operation reached the end it aims for (a pod Ready, a rollout complete, a
+    /// pod gone). Only such traces feed the overall latency.
+    pub success: bool,
+    /// Short machine-readable reason (ImagePullBackOff, ProgressDeadlineExceeded, …), if any.
+    pub reason: Option<String>,
+}
+
+impl Outcome {
+    /// An outcome without a reason.
+    pub const fn new(label: &'static str, success: bool) -> Outcome {
+        Outcome {
+            label,
+            success,
+            reason: None,
+        }
+    }
+
+    /// The same outcome with a reason.
+    pub fn with_reason(mut self, reason: impl Into<String>) -> Outcome {
+        self.reason = Some(reason.into());
+        self
+    }
+
+    /// The label as people read it: `timed_out` → `TimedOut`.
+    pub fn title(&self) -> String {
+        title_case(self.label)
+    }
+}
+
+/// `snake_case` → `CamelCase`, for labels shown to people.
+pub fn title_case(label: &str) -> String {
+    label
+        .split('_')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_uppercase().chain(c).collect::<String>())
+                .unwrap_or_default()
+        })
+        .collect()
 }
 
 /// Which component did the work a span describes; becomes the resource's `service.name`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Service {
-    /// podtrace itself (the root span).
+    /// podtrace itself (root spans).
     Podtrace,
     /// The scheduler.
     Scheduler,
@@ -62,6 +100,12 @@ pub enum Service {
     Kubelet {
         /// Node name.
         node: String,
+    },
+    /// A controller of kube-controller-manager (`deployment`, `replicaset`, `statefulset`,
+    /// `daemonset`), recorded as `podtrace.controller`.
+    ControllerManager {
+        /// Controller name.
+        controller: &'static str,
     },
 }
 
@@ -72,6 +116,7 @@ impl Service {
             Service::Podtrace => "podtrace",
             Service::Scheduler => "kube-scheduler",
             Service::Kubelet { .. } => "kubelet",
+            Service::ControllerManager { .. } => "kube-controller-manager",
         }
     }
 }
@@ -115,12 +160,32 @@ pub struct SpanEvent {
     pub attributes: Vec<Attribute>,
 }
 
+/// A span link: a pointer from a span to a span of another trace.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Link {
+    /// The linked context.
+    pub context: TraceContext,
+    /// Link attributes (where the context came from).
+    pub attributes: Vec<Attribute>,
+}
+
+/// A W3C trace context (`traceparent`), parsed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceContext {
+    /// Trace ID.
+    pub trace_id: TraceId,
+    /// Span ID.
+    pub span_id: SpanId,
+    /// Sampled flag.
+    pub sampled: bool,
+}
+
 /// A synthesized span.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Span {
     /// Deterministic span ID.
     pub span_id: SpanId,
-    /// Parent within this trace (None for the root, whose remote parent is on the [`Trace`]).
+    /// Parent within this trace (None for the root).
     pub parent: Option<SpanId>,
     /// Stable, low-cardinality name (`pod.startup`, `pod.schedule`, …).
     pub name: &'static str,
@@ -136,6 +201,8 @@ pub struct Span {
     pub attributes: Vec<Attribute>,
     /// Span events.
     pub events: Vec<SpanEvent>,
+    /// Links to spans of other traces (on a root: the trace context its subject carried).
+    pub links: Vec<Link>,
 }
 
 impl Span {
@@ -145,39 +212,28 @@ impl Span {
     }
 }
 
-/// A W3C trace context the pod asked to be linked to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RemoteParent {
-    /// Trace ID from the traceparent.
-    pub trace_id: TraceId,
-    /// Parent span ID from the traceparent.
-    pub span_id: SpanId,
-    /// Sampled flag.
-    pub sampled: bool,
-}
-
-/// A finished startup trace.
+/// A finished trace of one operation.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Trace {
-    /// Trace ID (deterministic, or the remote parent's).
+    /// Deterministic trace ID (see `ids`).
     pub trace_id: TraceId,
-    /// The pod.
-    pub pod: PodRef,
-    /// How the startup ended.
+    /// Which operation this trace reconstructs.
+    pub operation: Operation,
+    /// The object the operation happened to.
+    pub subject: Subject,
+    /// How the operation ended.
     pub outcome: Outcome,
-    /// True when the pod was first seen part-way through its startup, so early spans are
-    /// rebuilt from status alone.
+    /// True when the operation was first seen part-way through, so early spans are rebuilt
+    /// from status alone.
     pub partial: bool,
-    /// The trace context the pod carried, if any.
-    pub remote_parent: Option<RemoteParent>,
-    /// Spans; `spans[0]` is the root `pod.startup`.
+    /// Spans; `spans[0]` is the root.
     pub spans: Vec<Span>,
     /// Phase durations for summaries and session status (name from the trace model, duration).
     pub phases: Vec<(&'static str, SignedDuration)>,
 }
 
 impl Trace {
-    /// The root `pod.startup` span (always `spans[0]` for engine-built traces).
+    /// The root span (always `spans[0]` for engine-built traces).
     pub fn root(&self) -> Option<&Span> {
         self.spans.first()
     }
@@ -188,5 +244,18 @@ impl Trace {
             .iter()
             .find(|(n, _)| *n == name)
             .map(|(_, d)| *d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles() {
+        assert_eq!(Outcome::new("timed_out", false).title(), "TimedOut");
+        assert_eq!(title_case("ready"), "Ready");
+        assert_eq!(title_case("rolled_back"), "RolledBack");
+        assert_eq!(title_case(""), "");
     }
 }

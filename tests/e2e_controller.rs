@@ -343,7 +343,11 @@ async fn wait_pods_settled(client: &Client, ns: &str, selector: &str, n: usize) 
 }
 
 fn trace_id_of(p: &Pod) -> String {
-    podtrace::ids::trace_id(&p.uid().expect("pod uid")).to_string()
+    podtrace::ids::trace_id(
+        podtrace::session::Operation::PodStartup,
+        &[&p.uid().expect("pod uid")],
+    )
+    .to_string()
 }
 
 /// Waits for the pod's trace to be queryable with its root span.

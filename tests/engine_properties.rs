@@ -117,7 +117,7 @@ proptest! {
         let mut seen = std::collections::HashSet::new();
         for t in &traces {
             check_invariants(t);
-            prop_assert!(seen.insert(t.pod.uid.clone()), "two traces for one pod");
+            prop_assert!(seen.insert(t.subject.uid.clone()), "two traces for one pod");
             // Causal lower bound: once scheduled, no kubelet span starts before the binding.
             if let Some(sched) = t.spans.iter().find(|s| s.name == "pod.schedule").filter(|s| {
                 matches!(

@@ -9,7 +9,8 @@ use engine_common::*;
 use jiff::SignedDuration;
 use podtrace::observe::{Object, Observation};
 use podtrace::timeline::Config;
-use podtrace::trace::{Outcome, Trace};
+use podtrace::timeline::pod_startup::{DELETED, READY, failed};
+use podtrace::trace::Trace;
 
 fn recorded() -> Option<Vec<Observation>> {
     if !fixture_dir("recorded").join("pods.json").exists() {
@@ -20,7 +21,7 @@ fn recorded() -> Option<Vec<Observation>> {
 }
 
 fn by_name(traces: &[Trace]) -> BTreeMap<String, &Trace> {
-    traces.iter().map(|t| (t.pod.name.clone(), t)).collect()
+    traces.iter().map(|t| (t.subject.name.clone(), t)).collect()
 }
 
 #[test]
@@ -50,17 +51,12 @@ fn recorded_outcomes_match_what_the_stages_simulate() {
     let (traces, _) = run(obs, Config::default());
     let named = by_name(&traces);
     if let Some(t) = named.get("bad-pull") {
-        assert_eq!(
-            t.outcome,
-            Outcome::Failed {
-                reason: "ImagePullBackOff".into()
-            }
-        );
+        assert_eq!(t.outcome, failed("ImagePullBackOff"));
         assert!(t.spans.iter().any(|s| s.name == "container.image_pull"
             && matches!(s.status, podtrace::trace::Status::Error(_))));
     }
     if let Some(t) = named.get("short-lived") {
-        assert_eq!(t.outcome, Outcome::Deleted);
+        assert_eq!(t.outcome, DELETED);
     }
     if let Some(t) = named.get("needs-gpu") {
         let sched = t
@@ -76,11 +72,7 @@ fn recorded_outcomes_match_what_the_stages_simulate() {
     }
     if let Some(t) = named.get("crashy") {
         assert!(
-            t.outcome == Outcome::Ready
-                || t.outcome
-                    == Outcome::Failed {
-                        reason: "CrashLoopBackOff".into()
-                    },
+            t.outcome == READY || t.outcome == failed("CrashLoopBackOff"),
             "crashy: {:?}",
             t.outcome
         );
@@ -91,7 +83,7 @@ fn recorded_outcomes_match_what_the_stages_simulate() {
         .map(|(_, t)| t)
         .collect();
     for t in web {
-        assert_eq!(t.outcome, Outcome::Ready, "{}", t.pod.name);
+        assert_eq!(t.outcome, READY, "{}", t.subject.name);
         assert!(!t.partial);
         assert!(t.spans.iter().any(|s| s.name == "container.image_pull"));
         assert!(t.spans.iter().any(|s| s.name == "pod.readiness"));
@@ -164,7 +156,7 @@ fn recorded_kubelet_spans_follow_scheduling() {
             attr_str(sched, "podtrace.timing.end_source"),
             Some("event.eventTime"),
             "{}",
-            t.pod.name
+            t.subject.name
         );
         for s in t
             .spans
@@ -174,7 +166,7 @@ fn recorded_kubelet_spans_follow_scheduling() {
             assert!(
                 s.start >= sched.end,
                 "{}: {} starts {} before scheduled {}",
-                t.pod.name,
+                t.subject.name,
                 s.name,
                 s.start,
                 sched.end
@@ -195,7 +187,7 @@ fn recorded_kubelet_spans_follow_scheduling() {
             if c.name == "container.startup"
                 && let Some(e) = init_end
             {
-                assert!(c.start >= e, "{}: app before init done", t.pod.name);
+                assert!(c.start >= e, "{}: app before init done", t.subject.name);
             }
             let child = |n: &str| {
                 t.spans
@@ -204,13 +196,17 @@ fn recorded_kubelet_spans_follow_scheduling() {
             };
             if let (Some(p), Some(cr)) = (child("container.image_pull"), child("container.create"))
             {
-                assert!(cr.start >= p.end, "{}: create before pull end", t.pod.name);
+                assert!(
+                    cr.start >= p.end,
+                    "{}: create before pull end",
+                    t.subject.name
+                );
             }
             if let (Some(cr), Some(st)) = (child("container.create"), child("container.start")) {
                 assert!(
                     st.start >= cr.end,
                     "{}: start before create end",
-                    t.pod.name
+                    t.subject.name
                 );
             }
         }
@@ -218,7 +214,10 @@ fn recorded_kubelet_spans_follow_scheduling() {
     let named = by_name(&traces);
     // Every first kubelet timestamp here precedes the binding: each container span's start is
     // the scheduled instant, recorded as causal with the raised source kept.
-    for t in named.values().filter(|t| t.pod.name.starts_with("web-")) {
+    for t in named
+        .values()
+        .filter(|t| t.subject.name.starts_with("web-"))
+    {
         let sched_end = t
             .spans
             .iter()
@@ -226,7 +225,7 @@ fn recorded_kubelet_spans_follow_scheduling() {
             .unwrap()
             .end;
         let init = t.spans.iter().find(|s| s.name == "container.init").unwrap();
-        assert_eq!(init.start, sched_end, "{}", t.pod.name);
+        assert_eq!(init.start, sched_end, "{}", t.subject.name);
         assert!(causal(init));
         assert_eq!(
             attr_str(init, "podtrace.timing.start_source"),
@@ -253,7 +252,7 @@ fn recorded_kubelet_spans_follow_scheduling() {
         assert_eq!(pull.start, sched_end);
         assert_eq!(pull.duration(), SignedDuration::from_millis(800));
         let root = &t.spans[0];
-        if t.outcome == Outcome::Ready {
+        if t.outcome == READY {
             assert!(root.end >= pull.end);
             assert!(causal(root));
         }

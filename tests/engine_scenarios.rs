@@ -5,7 +5,8 @@ mod engine_common;
 use engine_common::*;
 use jiff::{SignedDuration, Timestamp};
 use podtrace::timeline::Config;
-use podtrace::trace::{Outcome, Service, Status, Value};
+use podtrace::timeline::pod_startup::{DELETED, READY, TIMED_OUT, failed};
+use podtrace::trace::{Operation, Service, Status, Value};
 
 const SCENARIOS: &[&str] = &[
     "multi-container-init",
@@ -35,11 +36,23 @@ fn every_scenario_satisfies_invariants_and_is_deterministic() {
 #[test]
 fn multi_container_init_tree() {
     let t = one_trace("multi-container-init");
-    assert_eq!(t.outcome, Outcome::Ready);
+    assert_eq!(t.outcome, READY);
     assert!(!t.partial);
-    let rp = t.remote_parent.expect("traceparent honoured");
-    assert_eq!(t.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
-    assert_eq!(rp.span_id.to_string(), "00f067aa0ba902b7");
+    // The pod's traceparent becomes a link on the root, not the trace's parent: the caller's
+    // trace is already finished, and the startup keeps its own deterministic trace ID.
+    assert_eq!(
+        t.trace_id,
+        podtrace::ids::trace_id(Operation::PodStartup, &[&t.subject.uid])
+    );
+    assert_eq!(t.spans[0].parent, None);
+    let links = &t.spans[0].links;
+    assert_eq!(links.len(), 1, "one link to the caller");
+    assert_eq!(
+        links[0].context.trace_id.to_string(),
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+    assert_eq!(links[0].context.span_id.to_string(), "00f067aa0ba902b7");
+    assert!(t.spans[1..].iter().all(|s| s.links.is_empty()));
     let names: Vec<(&str, Option<&str>)> = t
         .spans
         .iter()
@@ -187,11 +200,14 @@ fn multi_container_init_tree() {
 #[test]
 fn cached_images_with_kwok_component() {
     let t = one_trace("cached-images");
-    assert_eq!(t.outcome, Outcome::Ready);
-    assert!(t.remote_parent.is_none());
+    assert_eq!(t.outcome, READY);
+    assert!(t.spans[0].links.is_empty());
     assert_eq!(
         t.trace_id,
-        podtrace::ids::trace_id("22222222-bbbb-4000-8000-000000000002")
+        podtrace::ids::trace_id(
+            Operation::PodStartup,
+            &["22222222-bbbb-4000-8000-000000000002"]
+        )
     );
     let pull = span(&t, "container.image_pull");
     assert_eq!(
@@ -217,7 +233,7 @@ fn cached_images_with_kwok_component() {
 #[test]
 fn failed_scheduling_then_scheduled() {
     let t = one_trace("failed-scheduling");
-    assert_eq!(t.outcome, Outcome::Ready);
+    assert_eq!(t.outcome, READY);
     let sched = span(&t, "pod.schedule");
     assert_eq!(
         sched.events.len(),
@@ -238,12 +254,7 @@ fn failed_scheduling_then_scheduled() {
 #[test]
 fn image_pull_failure_is_failed() {
     let t = one_trace("image-pull-failure");
-    assert_eq!(
-        t.outcome,
-        Outcome::Failed {
-            reason: "ImagePullBackOff".into()
-        }
-    );
+    assert_eq!(t.outcome, failed("ImagePullBackOff"));
     assert!(matches!(t.spans[0].status, Status::Error(ref m) if m.contains("ImagePullBackOff")));
     let pull = span(&t, "container.image_pull");
     assert!(matches!(pull.status, Status::Error(_)));
@@ -260,12 +271,7 @@ fn image_pull_failure_is_failed() {
 #[test]
 fn crash_loop_is_failed() {
     let t = one_trace("crash-loop");
-    assert_eq!(
-        t.outcome,
-        Outcome::Failed {
-            reason: "CrashLoopBackOff".into()
-        }
-    );
+    assert_eq!(t.outcome, failed("CrashLoopBackOff"));
     let c = span(&t, "container.startup");
     assert!(matches!(c.status, Status::Error(ref m) if m.starts_with("CrashLoopBackOff")));
     assert!(c.events.iter().any(|e| e.name == "BackOff"));
@@ -278,7 +284,7 @@ fn crash_loop_is_failed() {
 #[test]
 fn deleted_before_ready() {
     let t = one_trace("deleted-before-ready");
-    assert_eq!(t.outcome, Outcome::Deleted);
+    assert_eq!(t.outcome, DELETED);
     assert!(matches!(t.spans[0].status, Status::Error(_)));
     // Ends when the deletion was first observed (10:00:05.000), not at the grace deadline.
     assert_eq!(t.spans[0].end, ts("2026-11-21T10:00:05Z"));
@@ -316,7 +322,7 @@ fn late_duplicate_and_out_of_order_events() {
     assert_eq!(traces.len(), 1, "late input must not start a second trace");
     let t = &traces[0];
     check_invariants(t);
-    assert_eq!(t.outcome, Outcome::Ready);
+    assert_eq!(t.outcome, READY);
     assert_eq!(spans(t, "container.start").len(), 1);
     assert!(engine.stats().duplicate_events >= 1);
     assert!(engine.stats().late_observations >= 2);
@@ -343,9 +349,9 @@ fn pod_first_seen_mid_startup_is_partial() {
         attr(&t.spans[0], "podtrace.partial"),
         Some(&Value::Bool(true))
     );
-    assert_eq!(t.outcome, Outcome::Ready);
+    assert_eq!(t.outcome, READY);
     // Malformed traceparent ignored; legacy context only noted.
-    assert!(t.remote_parent.is_none());
+    assert!(t.spans[0].links.is_empty());
     assert_eq!(
         attr(&t.spans[0], "podtrace.traceparent_invalid"),
         Some(&Value::Bool(true))
@@ -416,7 +422,7 @@ fn timeout_and_advance() {
     assert!(engine.advance(ts("2026-11-21T10:00:30Z")).is_empty());
     let t = engine.advance(ts("2026-11-21T10:01:01Z"));
     assert_eq!(t.len(), 1);
-    assert_eq!(t[0].outcome, Outcome::TimedOut);
+    assert_eq!(t[0].outcome, TIMED_OUT);
     assert_eq!(engine.in_flight(), 0);
     check_invariants(&t[0]);
 }
@@ -551,12 +557,7 @@ fn failed_init_container_of_a_never_restarting_pod() {
     assert_eq!(traces.len(), 1);
     let t = &traces[0];
     check_invariants(t);
-    assert_eq!(
-        t.outcome,
-        Outcome::Failed {
-            reason: "Error".into()
-        }
-    );
+    assert_eq!(t.outcome, failed("Error"));
     assert!(t.partial);
     let init = span(t, "container.init");
     assert!(
@@ -581,7 +582,7 @@ fn assert_causal_order(t: &podtrace::trace::Trace) {
         assert!(
             s.start >= sched.end,
             "{}: {} {:?} starts at {} before scheduled {}",
-            t.pod.name,
+            t.subject.name,
             s.name,
             attr_str(s, "k8s.container.name"),
             s.start,
@@ -600,7 +601,7 @@ fn assert_causal_order(t: &podtrace::trace::Trace) {
         match kind(c).as_deref() {
             Some("init") | Some("sidecar") => {
                 if let Some(e) = prev_init_end {
-                    assert!(c.start >= e, "{}: init chain broken", t.pod.name);
+                    assert!(c.start >= e, "{}: init chain broken", t.subject.name);
                 }
                 prev_init_end = Some(c.end);
             }
@@ -609,7 +610,7 @@ fn assert_causal_order(t: &podtrace::trace::Trace) {
                     assert!(
                         c.start >= e,
                         "{}: app {:?} starts before the init containers are done",
-                        t.pod.name,
+                        t.subject.name,
                         attr_str(c, "k8s.container.name")
                     );
                 }
@@ -624,14 +625,14 @@ fn assert_causal_order(t: &podtrace::trace::Trace) {
             assert!(
                 cr.start >= p.end,
                 "{}: create before the pull ended",
-                t.pod.name
+                t.subject.name
             );
         }
         if let (Some(cr), Some(st)) = (child("container.create"), child("container.start")) {
             assert!(
                 st.start >= cr.end,
                 "{}: start before create ended",
-                t.pod.name
+                t.subject.name
             );
         }
     }

@@ -15,9 +15,10 @@ use podtrace::timeline::parse::{
     PulledMessage, deployment_from_replicaset, node_from_scheduled_message, parse_go_duration,
     parse_pulled_message, split_image,
 };
+use podtrace::timeline::pod_startup::{READY, TIMED_OUT, failed};
 use podtrace::timeline::{Config, Engine};
 use podtrace::trace::{
-    Outcome, PodRef, Service, Span, SpanEvent, SpanId, Status, Trace, TraceId, Value,
+    Operation, Service, Span, SpanEvent, SpanId, Status, Subject, Trace, TraceId, Value,
 };
 use proptest::prelude::*;
 
@@ -172,9 +173,9 @@ fn arbitrary_trace() -> impl Strategy<Value = Trace> {
         proptest::collection::vec(span, 0..12),
         any::<bool>(),
         prop_oneof![
-            Just(Outcome::Ready),
-            any::<String>().prop_map(|reason| Outcome::Failed { reason }),
-            Just(Outcome::TimedOut)
+            Just(READY),
+            any::<String>().prop_map(failed),
+            Just(TIMED_OUT)
         ],
     )
         .prop_map(|(raw, partial, outcome)| {
@@ -211,19 +212,22 @@ fn arbitrary_trace() -> impl Strategy<Value = Trace> {
                                 attributes: vec![("k8s.event.message", Value::Str(message))],
                             })
                             .collect(),
+                        links: vec![],
                     },
                 )
                 .collect();
             Trace {
                 trace_id: TraceId([7; 16]),
-                pod: PodRef {
+                operation: Operation::PodStartup,
+                subject: Subject {
+                    kind: "Pod",
                     namespace: String::new(),
                     name: "\u{0}\u{202e}".into(),
                     uid: String::new(),
+                    revision: None,
                 },
                 outcome,
                 partial,
-                remote_parent: None,
                 spans,
                 phases: vec![
                     ("schedule", SignedDuration::MAX),
@@ -318,18 +322,21 @@ fn waterfall_child_longer_than_root_does_not_overflow() {
         status: Status::Unset,
         attributes: vec![],
         events: vec![],
+        links: vec![],
     };
     // A 1 ns root and a child spanning jiff's whole range: the cell count saturates usize.
     let trace = Trace {
         trace_id: TraceId([1; 16]),
-        pod: PodRef {
+        operation: Operation::PodStartup,
+        subject: Subject {
+            kind: "Pod",
             namespace: "ns".into(),
             name: "p".into(),
             uid: "u".into(),
+            revision: None,
         },
-        outcome: Outcome::Ready,
+        outcome: READY,
         partial: false,
-        remote_parent: None,
         spans: vec![
             span(1, None, t0, t0 + SignedDuration::from_nanos(1)),
             span(2, Some(1), t0, Timestamp::MAX),
@@ -372,14 +379,16 @@ fn far_future_times_are_clamped_not_wrapped_in_otlp() {
     let t0: Timestamp = "9000-01-01T00:00:00Z".parse().unwrap();
     let trace = Trace {
         trace_id: TraceId([1; 16]),
-        pod: PodRef {
+        operation: Operation::PodStartup,
+        subject: Subject {
+            kind: "Pod",
             namespace: "ns".into(),
             name: "p".into(),
             uid: "u".into(),
+            revision: None,
         },
-        outcome: Outcome::Ready,
+        outcome: READY,
         partial: false,
-        remote_parent: None,
         spans: vec![Span {
             span_id: SpanId([1; 8]),
             parent: None,
@@ -390,6 +399,7 @@ fn far_future_times_are_clamped_not_wrapped_in_otlp() {
             status: Status::Unset,
             attributes: vec![],
             events: vec![],
+            links: vec![],
         }],
         phases: vec![],
     };

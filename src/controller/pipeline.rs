@@ -246,7 +246,7 @@ impl Pipeline {
     }
 
     fn on_trace(&self, st: &mut State, trace: Trace) {
-        let uid = trace.pod.uid.clone();
+        let uid = trace.subject.uid.clone();
         let Some(followed) = st.followed.remove(&uid) else {
             return;
         };
@@ -306,12 +306,13 @@ impl Pipeline {
             self.metrics.observe_trace(&trace);
             drop(reg);
             tracing::info!(
-                pod = %trace.pod.name,
-                namespace = %trace.pod.namespace,
+                operation = %trace.operation,
+                name = %trace.subject.name,
+                namespace = %trace.subject.namespace,
                 trace_id = %trace.trace_id,
                 outcome = crate::latency::outcome_label(&trace.outcome),
                 spans = trace.spans.len(),
-                "startup trace finished"
+                "trace finished"
             );
             self.exporter.submit(trace, Arc::new(attrs), tag);
         }
@@ -544,7 +545,8 @@ mod tests {
             ready_pod("a", "too-old", "x", started - SignedDuration::from_secs(10)),
         ];
         let exported = run_once(registry.clone(), inputs.clone()).await;
-        let want = crate::ids::trace_id("uid-a-in").to_string();
+        let want =
+            crate::ids::trace_id(crate::session::Operation::PodStartup, &["uid-a-in"]).to_string();
         assert_eq!(exported, BTreeSet::from([want.clone()]));
         let status = {
             let reg = lock(&registry);
@@ -575,7 +577,11 @@ mod tests {
         let exported2 = run_once(registry2.clone(), again).await;
         assert_eq!(
             exported2,
-            BTreeSet::from([crate::ids::trace_id("uid-a-new").to_string()])
+            BTreeSet::from([crate::ids::trace_id(
+                crate::session::Operation::PodStartup,
+                &["uid-a-new"]
+            )
+            .to_string()])
         );
     }
 }

@@ -157,10 +157,12 @@ pub struct ValidSpec {
 
 /// Checks what CEL on the CRD cannot (or what an older CRD without the rules let through).
 pub fn validate(spec: &TraceSessionSpec) -> Result<ValidSpec, (String, String)> {
-    if !spec.operations.contains(&Operation::PodStartup) {
+    // Operations this controller version reconstructs; the CRD's enum may list more.
+    const IMPLEMENTED: &[Operation] = &[Operation::PodStartup];
+    if let Some(op) = spec.operations.iter().find(|o| !IMPLEMENTED.contains(o)) {
         return Err((
             "UnsupportedOperations".into(),
-            "operations must include PodStartup".into(),
+            format!("operation {op} is not supported by this podtrace version"),
         ));
     }
     let selector = Selector::compile(&spec.selector)

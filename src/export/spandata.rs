@@ -33,8 +33,12 @@ pub fn scope() -> InstrumentationScope {
 /// keys podtrace sets, because they identify which component did the work.
 pub fn resource_for(service: &Service, extra: &[(String, String)]) -> Resource {
     let mut own = vec![KeyValue::new("service.name", service.name())];
-    if let Service::Kubelet { node } = service {
-        own.push(KeyValue::new("k8s.node.name", node.clone()));
+    match service {
+        Service::Kubelet { node } => own.push(KeyValue::new("k8s.node.name", node.clone())),
+        Service::ControllerManager { controller } => {
+            own.push(KeyValue::new("podtrace.controller", *controller));
+        }
+        Service::Podtrace | Service::Scheduler => {}
     }
     if *service == Service::Podtrace {
         own.push(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")));
@@ -82,7 +86,7 @@ fn time(ts: jiff::Timestamp) -> SystemTime {
 /// span's own attributes.
 pub fn span_data(trace: &Trace, span: &Span, extra: &[(String, String)]) -> SpanData {
     let trace_id = OtelTraceId::from_bytes(trace.trace_id.0);
-    // podtrace reports every startup a session selects, whatever the remote parent's
+    // podtrace reports every operation a session selects, whatever a linked caller's
     // sampling decision: the export is the whole point of the session.
     let context = SpanContext::new(
         trace_id,
@@ -91,11 +95,9 @@ pub fn span_data(trace: &Trace, span: &Span, extra: &[(String, String)]) -> Span
         false,
         TraceState::default(),
     );
-    let (parent_span_id, parent_span_is_remote) = match (span.parent, trace.remote_parent) {
-        (Some(p), _) => (OtelSpanId::from_bytes(p.0), false),
-        (None, Some(remote)) => (OtelSpanId::from_bytes(remote.span_id.0), true),
-        (None, None) => (OtelSpanId::INVALID, false),
-    };
+    let parent_span_id = span
+        .parent
+        .map_or(OtelSpanId::INVALID, |p| OtelSpanId::from_bytes(p.0));
     let mut attributes = key_values(&span.attributes);
     attributes.extend(
         extra
@@ -115,10 +117,30 @@ pub fn span_data(trace: &Trace, span: &Span, extra: &[(String, String)]) -> Span
             )
         })
         .collect();
+    let mut links = SpanLinks::default();
+    links.links = span
+        .links
+        .iter()
+        .map(|l| {
+            let flags = if l.context.sampled {
+                TraceFlags::SAMPLED
+            } else {
+                TraceFlags::default()
+            };
+            let linked = SpanContext::new(
+                OtelTraceId::from_bytes(l.context.trace_id.0),
+                OtelSpanId::from_bytes(l.context.span_id.0),
+                flags,
+                true,
+                TraceState::default(),
+            );
+            opentelemetry::trace::Link::new(linked, key_values(&l.attributes), 0)
+        })
+        .collect();
     SpanData {
         span_context: context,
         parent_span_id,
-        parent_span_is_remote,
+        parent_span_is_remote: false,
         span_kind: SpanKind::Internal,
         name: Cow::Borrowed(span.name),
         start_time: time(span.start),
@@ -126,7 +148,7 @@ pub fn span_data(trace: &Trace, span: &Span, extra: &[(String, String)]) -> Span
         attributes,
         dropped_attributes_count: 0,
         events,
-        links: SpanLinks::default(),
+        links,
         status: match &span.status {
             Status::Unset => OtelStatus::Unset,
             Status::Error(msg) => OtelStatus::error(msg.clone()),
@@ -173,6 +195,7 @@ pub(crate) mod tests {
             status: Status::Unset,
             attributes: vec![],
             events: vec![],
+            links: vec![],
         };
         let mut root_span = mk(1, None, "pod.startup", Service::Podtrace, 0, 4200);
         root_span.attributes = vec![
@@ -201,15 +224,17 @@ pub(crate) mod tests {
         start.status = Status::Error("CrashLoopBackOff".into());
         start.attributes = vec![("container.name", Value::Str("app".into()))];
         Trace {
-            trace_id: crate::ids::trace_id(uid),
-            pod: PodRef {
+            trace_id: crate::ids::trace_id(Operation::PodStartup, &[uid]),
+            operation: Operation::PodStartup,
+            subject: Subject {
+                kind: "Pod",
                 namespace: "default".into(),
                 name: "web-1".into(),
                 uid: uid.into(),
+                revision: None,
             },
-            outcome: Outcome::Ready,
+            outcome: crate::timeline::pod_startup::READY,
             partial: false,
-            remote_parent: None,
             spans: vec![root_span, sched, pull, start],
             phases: vec![("schedule", ms(35)), ("pod_startup", ms(4200))],
         }
@@ -238,14 +263,28 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!(d.as_millis(), 1234);
 
-        t.remote_parent = Some(RemoteParent {
-            trace_id: t.trace_id,
+        let caller = TraceContext {
+            trace_id: TraceId([7; 16]),
             span_id: SpanId([9; 8]),
-            sampled: true,
+            sampled: false,
+        };
+        t.spans[0].links.push(Link {
+            context: caller,
+            attributes: vec![("podtrace.link.source", Value::Str("pod".into()))],
         });
         let root = span_data(&t, &t.spans[0], &[]);
-        assert_eq!(root.parent_span_id.to_bytes(), [9; 8]);
-        assert!(root.parent_span_is_remote);
+        assert_eq!(
+            root.parent_span_id,
+            OtelSpanId::INVALID,
+            "a link, not a parent"
+        );
+        assert!(!root.parent_span_is_remote);
+        let link = &root.links.links[0];
+        assert_eq!(link.span_context.trace_id().to_bytes(), [7; 16]);
+        assert_eq!(link.span_context.span_id().to_bytes(), [9; 8]);
+        assert!(link.span_context.is_remote());
+        assert!(!link.span_context.is_sampled());
+        assert_eq!(link.attributes.len(), 1);
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub fn render(l: &Latencies) -> String {
     let outcomes: Vec<String> = l
         .outcomes()
         .iter()
-        .map(|(k, v)| format!("{k} {v}"))
+        .map(|(k, v)| format!("{} {v}", crate::trace::title_case(k)))
         .collect();
     let _ = writeln!(
         out,
@@ -94,18 +94,20 @@ mod tests {
         for i in 1..=10 {
             l.record(&Trace {
                 trace_id: TraceId([i as u8; 16]),
-                pod: PodRef {
+                operation: Operation::PodStartup,
+                subject: Subject {
+                    kind: "Pod",
                     namespace: "d".into(),
                     name: format!("p{i}"),
                     uid: format!("u{i}"),
+                    revision: None,
                 },
                 outcome: if i == 10 {
-                    Outcome::Deleted
+                    crate::timeline::pod_startup::DELETED
                 } else {
-                    Outcome::Ready
+                    crate::timeline::pod_startup::READY
                 },
                 partial: false,
-                remote_parent: None,
                 spans: vec![Span {
                     span_id: SpanId([1; 8]),
                     parent: None,
@@ -116,6 +118,7 @@ mod tests {
                     status: Status::Unset,
                     attributes: vec![],
                     events: vec![],
+                    links: vec![],
                 }],
                 phases: vec![("schedule", ms(i * 10)), ("pod_startup", ms(i * 100))],
             });

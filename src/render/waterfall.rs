@@ -82,12 +82,9 @@ pub fn human_duration(d: SignedDuration) -> String {
 
 /// Outcome as shown in headers.
 pub fn outcome_text(o: &Outcome) -> String {
-    match o {
-        Outcome::Ready => "Ready".into(),
-        Outcome::Failed { reason } => format!("Failed ({reason})"),
-        Outcome::Deleted => "Deleted".into(),
-        Outcome::TimedOut => "TimedOut".into(),
-        Outcome::Incomplete => "Incomplete".into(),
+    match &o.reason {
+        Some(reason) => format!("{} ({reason})", o.title()),
+        None => o.title(),
     }
 }
 
@@ -236,6 +233,7 @@ fn span_color(span: &Span) -> &'static str {
         Service::Podtrace => "35",
         Service::Scheduler => "36",
         Service::Kubelet { .. } => "32",
+        Service::ControllerManager { .. } => "34",
     }
 }
 
@@ -245,17 +243,22 @@ pub fn render(trace: &Trace, style: &Style) -> String {
     let root = trace.spans.first();
     let total = root.map(Span::duration).unwrap_or(SignedDuration::ZERO);
     let outcome = outcome_text(&trace.outcome);
-    let outcome_code = match trace.outcome {
-        Outcome::Ready => "32",
-        Outcome::Failed { .. } => "31",
-        _ => "33",
+    let outcome_code = if trace.outcome.success {
+        "32"
+    } else if trace.outcome.reason.is_some() {
+        "31"
+    } else {
+        "33"
     };
     let _ = write!(
         out,
         "{}  {}  {}  trace {}",
         style.paint(
             "1",
-            &printable(&format!("{}/{}", trace.pod.namespace, trace.pod.name))
+            &printable(&format!(
+                "{}/{}",
+                trace.subject.namespace, trace.subject.name
+            ))
         ),
         style.paint(outcome_code, &printable(&outcome)),
         human_duration(total),
@@ -264,8 +267,8 @@ pub fn render(trace: &Trace, style: &Style) -> String {
     if trace.partial {
         let _ = write!(out, "  {}", style.paint("33", "partial (seen mid-startup)"));
     }
-    if let Some(p) = &trace.remote_parent {
-        let _ = write!(out, "  parent {}", p.span_id);
+    for l in root.iter().flat_map(|r| r.links.iter()) {
+        let _ = write!(out, "  linked {}", l.context.trace_id);
     }
     out.push('\n');
     let Some(root) = root else {
@@ -355,6 +358,7 @@ mod tests {
             status: Status::Unset,
             attributes: vec![],
             events: vec![],
+            links: vec![],
         };
         let node = Service::Kubelet {
             node: "node-a".into(),
@@ -371,16 +375,16 @@ mod tests {
         }];
         Trace {
             trace_id: TraceId([0xab; 16]),
-            pod: PodRef {
+            operation: Operation::PodStartup,
+            subject: Subject {
+                kind: "Pod",
                 namespace: "default".into(),
                 name: "web-1".into(),
                 uid: "u".into(),
+                revision: None,
             },
-            outcome: Outcome::Failed {
-                reason: "ErrImagePull".into(),
-            },
+            outcome: crate::timeline::pod_startup::failed("ErrImagePull"),
             partial: true,
-            remote_parent: None,
             // Deliberately out of tree order: the pull (child of 3) comes before the schedule.
             spans: vec![
                 mk(1, None, "pod.startup", Service::Podtrace, 0, 4000),

@@ -5,18 +5,18 @@
 //! when nothing arrives. The trace model it implements is written down in
 //! `docs/trace-model.md`.
 
-mod build;
 pub mod parse;
-mod state;
+pub mod pod_startup;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use jiff::{SignedDuration, Timestamp};
 
 use crate::observe::{Action, EventFacts, NodeFacts, Object, Observation, PodFacts};
-use crate::trace::{Outcome, Trace};
+use crate::trace::Trace;
 
-use state::PodState;
+use pod_startup::build;
+use pod_startup::state::{self, PodState};
 
 /// Engine settings.
 #[derive(Clone, Debug)]
@@ -396,13 +396,13 @@ impl Engine {
         let (outcome, end) = match st.end() {
             Some((o, s)) => (o, s),
             None if draining => (
-                Outcome::Incomplete,
+                pod_startup::INCOMPLETE,
                 (st.last_activity.unwrap_or(now), "lastSeen"),
             ),
             None => {
                 let start = st.pod.created.unwrap_or(st.first_seen);
                 (
-                    Outcome::TimedOut,
+                    pod_startup::TIMED_OUT,
                     (
                         start.checked_add(self.config.timeout).unwrap_or(now),
                         "timeout",
@@ -411,10 +411,15 @@ impl Engine {
             }
         };
         if let Some(before) = self.config.ignore_finished_before {
-            let ended = matches!(
-                outcome,
-                Outcome::Ready | Outcome::Failed { .. } | Outcome::Deleted
-            );
+            // Only an end the input showed counts; a timeout or an incomplete trace may still
+            // be re-sent by a later controller, which is the safe direction.
+            let ended = [
+                pod_startup::READY,
+                pod_startup::FAILED,
+                pod_startup::DELETED,
+            ]
+            .iter()
+            .any(|o| o.label == outcome.label);
             if ended && end.0 < before {
                 self.stats.traces_ignored += 1;
                 return None;

@@ -442,13 +442,13 @@ impl PodState {
             }
         };
         if let Some(t) = self.conditions_true.get("Ready") {
-            consider(Outcome::Ready, (*t, "condition.Ready"));
+            consider(super::READY, (*t, "condition.Ready"));
         }
         if let Some(f) = self.failure() {
-            consider(Outcome::Failed { reason: f.reason }, f.at);
+            consider(super::failed(f.reason), f.at);
         }
         if let Some(d) = self.deleted {
-            consider(Outcome::Deleted, d);
+            consider(super::DELETED, d);
         }
         out
     }

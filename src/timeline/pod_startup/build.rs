@@ -4,13 +4,15 @@ use std::collections::HashMap;
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::parse::{self, PulledMessage};
 use super::state::{
     Failure, PodState, Source, Stamp, event_last, event_start, max_opt, min_stamp, precision, raise,
 };
 use crate::ids;
 use crate::observe::{ContainerFacts, EventFacts, NodeFacts};
-use crate::trace::{Attribute, Outcome, PodRef, Service, Span, SpanEvent, Status, Trace, Value};
+use crate::timeline::parse::{self, PulledMessage};
+use crate::trace::{
+    Attribute, Link, Operation, Outcome, Service, Span, SpanEvent, Status, Subject, Trace, Value,
+};
 
 /// A span under construction; `path` feeds its deterministic ID.
 struct Node {
@@ -563,8 +565,8 @@ pub fn build(
 ) -> Trace {
     let pod = &st.pod;
     let uid = pod.uid.as_str();
-    let remote_parent = pod.traceparent.as_deref().and_then(ids::parse_traceparent);
-    let trace_id = remote_parent.map_or_else(|| ids::trace_id(uid), |r| r.trace_id);
+    let caller = pod.traceparent.as_deref().and_then(ids::parse_traceparent);
+    let trace_id = ids::trace_id(Operation::PodStartup, &[uid]);
 
     let scheduled_ev = {
         let mut v: Vec<&EventFacts> = st
@@ -586,7 +588,7 @@ pub fn build(
         .created
         .map(|t| (t, "creationTimestamp"))
         .unwrap_or((st.first_seen, "firstSeen"));
-    let failed_outcome = matches!(outcome, Outcome::Failed { .. });
+    let failed_outcome = outcome.label == super::FAILED.label;
     let failure = st.failure().filter(|_| failed_outcome);
 
     let mut common: Vec<Attribute> = vec![
@@ -656,7 +658,7 @@ pub fn build(
             n.events = evs;
             n.attributes = attrs;
             if sched_end.is_none()
-                && !matches!(outcome, Outcome::Ready)
+                && outcome != super::READY
                 && let Some(m) = last_msg
             {
                 n.status = Status::Error(format!("Unschedulable: {m}"));
@@ -800,7 +802,7 @@ pub fn build(
             readiness_from = last_started;
         }
     }
-    if outcome == Outcome::Ready
+    if outcome == super::READY
         && let Some((from, from_raised)) = readiness_from
     {
         // Ready (1 s) comes no earlier than the last app container started: raise the root's
@@ -832,27 +834,26 @@ pub fn build(
     }
 
     // Root.
-    let root_status = match &outcome {
-        Outcome::Failed { reason } => Status::Error(match &failure {
+    let root_status = if outcome.label == super::FAILED.label {
+        let reason = outcome.reason.clone().unwrap_or_default();
+        Status::Error(match &failure {
             Some(f) if !f.message.is_empty() => format!("{reason}: {}", f.message),
-            _ => reason.clone(),
-        }),
-        Outcome::Deleted => Status::Error("pod deleted before it became Ready".into()),
-        Outcome::TimedOut => Status::Error("startup did not end within the timeout".into()),
-        _ => Status::Unset,
-    };
-    let outcome_str = match &outcome {
-        Outcome::Ready => "ready",
-        Outcome::Failed { .. } => "failed",
-        Outcome::Deleted => "deleted",
-        Outcome::TimedOut => "timed_out",
-        Outcome::Incomplete => "incomplete",
+            _ => reason,
+        })
+    } else if outcome == super::DELETED {
+        Status::Error("pod deleted before it became Ready".into())
+    } else if outcome == super::TIMED_OUT {
+        Status::Error("startup did not end within the timeout".into())
+    } else {
+        Status::Unset
     };
     let mut root_attrs: Vec<Attribute> = vec![
-        ("podtrace.outcome", s(outcome_str)),
+        ("podtrace.outcome", s(outcome.label)),
         ("podtrace.partial", Value::Bool(partial)),
     ];
-    if let Outcome::Failed { reason } = &outcome {
+    if outcome.label == super::FAILED.label
+        && let Some(reason) = &outcome.reason
+    {
         root_attrs.push(("podtrace.failure.reason", s(reason)));
     }
     if let Some(n) = &node_name {
@@ -861,7 +862,7 @@ pub fn build(
     if pod.legacy_trace_context.is_some() {
         root_attrs.push(("podtrace.legacy_trace_context", Value::Bool(true)));
     }
-    if pod.traceparent.is_some() && remote_parent.is_none() {
+    if pod.traceparent.is_some() && caller.is_none() {
         root_attrs.push(("podtrace.traceparent_invalid", Value::Bool(true)));
     }
     let root_events: Vec<SpanEvent> = if b.nodes.iter().any(|n| n.name == "pod.sandbox") {
@@ -884,16 +885,28 @@ pub fn build(
     let common = b.common.clone();
     let spans = finalize(uid, b.nodes, &common);
     let phases = phases(st, &spans, scheduled_ev, created, &outcome);
+    let mut spans = spans;
+    if let (Some(context), Some(root)) = (caller, spans.first_mut()) {
+        root.links.push(Link {
+            context,
+            attributes: vec![(
+                "podtrace.link.source",
+                s(crate::observe::TRACEPARENT_ANNOTATION),
+            )],
+        });
+    }
     Trace {
         trace_id,
-        pod: PodRef {
+        operation: Operation::PodStartup,
+        subject: Subject {
+            kind: "Pod",
             namespace: pod.namespace.clone(),
             name: pod.name.clone(),
             uid: uid.to_string(),
+            revision: None,
         },
         outcome,
         partial,
-        remote_parent,
         spans,
         phases,
     }
@@ -944,7 +957,7 @@ fn finalize(uid: &str, mut nodes: Vec<Node>, common: &[Attribute]) -> Vec<Span> 
         for e in &mut events {
             e.attributes.sort_by(|a, b| a.0.cmp(b.0));
         }
-        let id = ids::span_id(uid, &n.path);
+        let id = ids::span_id(Operation::PodStartup, &[uid], &n.path);
         ids.push(id);
         spans.push(Span {
             span_id: id,
@@ -956,6 +969,7 @@ fn finalize(uid: &str, mut nodes: Vec<Node>, common: &[Attribute]) -> Vec<Span> 
             status: std::mem::take(&mut n.status),
             attributes,
             events,
+            links: Vec::new(),
         });
     }
     spans
@@ -1036,7 +1050,7 @@ fn phases(
         out.push(("readiness", dur(n)));
     }
     if let Some(n) = span(nodes, "pod.startup")
-        && *outcome == Outcome::Ready
+        && *outcome == super::READY
     {
         out.push(("total", dur(n)));
     }
