@@ -258,5 +258,9 @@ pub async fn wait_settled(client: &Client, ns: &str, selector: &str, n: usize) -
 
 /// The trace ID podtrace derives for a pod's startup.
 pub fn trace_id_of(p: &Pod) -> String {
-    podtrace::ids::trace_id(&p.uid().expect("pod uid")).to_string()
+    podtrace::ids::trace_id(
+        podtrace::session::Operation::PodStartup,
+        &[&p.uid().expect("pod uid")],
+    )
+    .to_string()
 }
